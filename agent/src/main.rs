@@ -1,0 +1,3 @@
+//! `skiff-agent`: the node agent.
+
+fn main() {}

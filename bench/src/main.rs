@@ -1,0 +1,3 @@
+//! `skiff-bench`: runs one benchmark and prints its comparison table.
+
+fn main() {}

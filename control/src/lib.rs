@@ -1,0 +1,2 @@
+//! Skiff's control plane: the API server, the store under it, the scheduler and the
+//! controllers, run together by the `skiff-control` binary.

@@ -1,0 +1,3 @@
+//! `skiff-control`: Skiff's control plane in one process.
+
+fn main() {}

@@ -1,0 +1,9 @@
+//! Map keys and values shared by the eBPF programs (`skiff-ebpf`) and the node agent.
+//!
+//! Every type is `#[repr(C)]`, `Copy`, with explicit padding, and its size is locked by a
+//! compile-time assertion so that kernel and user space can never disagree on a layout.
+#![no_std]
+
+pub mod stats;
+
+pub use stats::{PacketClass, PacketCounter};

@@ -1,0 +1,1 @@
+//! Shared harness for Skiff's end-to-end tests: network namespaces, processes, deadlines.
