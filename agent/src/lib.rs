@@ -1,4 +1,5 @@
 //! Skiff's node agent: registers the node, runs pods through containerd, and keeps the
 //! eBPF data plane in sync with the cluster's services.
 
+pub mod config;
 pub mod dataplane;

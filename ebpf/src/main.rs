@@ -7,6 +7,7 @@
 
 mod maps;
 mod parse;
+mod xdp_pass;
 mod xdp_uplink;
 
 #[cfg(not(test))]

@@ -17,6 +17,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SKIFF_EBPF_OBJECT"));
 
 /// The XDP program on a node's uplink.
 pub const XDP_UPLINK: &str = "xdp_uplink";
+/// The XDP program that passes everything (for veth peers, and as a baseline).
+pub const XDP_PASS: &str = "xdp_pass";
 /// Per-class packet counters of the uplink program.
 pub const UPLINK_STATS: &str = "UPLINK_STATS";
 
@@ -84,11 +86,11 @@ impl Dataplane {
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
-        let xdp = xdp_program(&mut ebpf, XDP_UPLINK)?;
-        xdp.load().map_err(|source| DataplaneError::Program {
-            name: XDP_UPLINK,
-            source,
-        })?;
+        for name in [XDP_UPLINK, XDP_PASS] {
+            xdp_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
         Ok(Self { ebpf })
     }
 
@@ -144,6 +146,14 @@ impl Dataplane {
     /// When the object has no such program.
     pub fn uplink_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
         xdp_program(&mut self.ebpf, XDP_UPLINK)
+    }
+
+    /// The pass-everything XDP program.
+    ///
+    /// # Errors
+    /// When the object has no such program.
+    pub fn pass_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        xdp_program(&mut self.ebpf, XDP_PASS)
     }
 }
 

@@ -1,0 +1,48 @@
+//! The agent's command line: who this node is and where its resources live.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use clap::Parser;
+
+/// `skiff-agent`: Skiff's node agent (kubelet, kube-proxy and cAdvisor in one).
+///
+/// Several agents can run on one machine as separate nodes, each in its own network
+/// namespace, with its own name, state directory, cgroup subtree, bpffs directory and
+/// containerd namespace.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "skiff-agent", version)]
+pub struct Config {
+    /// This node's name (the Node object's metadata.name).
+    #[arg(long, env = "SKIFF_NODE_NAME")]
+    pub node_name: String,
+    /// The interface traffic from outside the node arrives on; the XDP program attaches
+    /// here. On a real host, the machine's uplink (e.g. eth0 or bond0).
+    #[arg(long, default_value = "eth0")]
+    pub uplink: String,
+    /// This node's address, as other nodes and clients reach it.
+    #[arg(long)]
+    pub node_ip: Option<Ipv4Addr>,
+    /// The pod CIDR to use until the control plane assigns one.
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// Where the agent keeps its state (IPAM, pod records, logs).
+    #[arg(long, default_value = "/var/lib/skiff/agent")]
+    pub state_dir: PathBuf,
+    /// The cgroup v2 directory this node's pods live under; socket and metrics programs
+    /// attach here. On a real host, a dedicated subtree such as
+    /// /sys/fs/cgroup/unified/skiff, never the root cgroup.
+    #[arg(long, default_value = "/sys/fs/cgroup/unified/skiff")]
+    pub cgroup_root: PathBuf,
+    /// The bpffs directory this node's maps are pinned under.
+    #[arg(long, default_value = "/sys/fs/bpf/skiff")]
+    pub bpffs: PathBuf,
+    /// The containerd namespace this node's containers and images live in.
+    #[arg(long, default_value = "skiff")]
+    pub containerd_namespace: String,
+    /// containerd's socket.
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    pub containerd_socket: PathBuf,
+    /// The control plane's API address.
+    #[arg(long, default_value = "https://127.0.0.1:6443")]
+    pub server: String,
+}

@@ -1,0 +1,127 @@
+//! Network namespaces and veth pairs made by a test and removed when dropped.
+//!
+//! Test topologies live entirely inside namespaces the test made; nothing here touches the
+//! machine's own interfaces.
+
+use std::{fs::File, os::fd::AsRawFd, process::Command, thread};
+
+use anyhow::{Context, Result, bail};
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates a namespace with a unique name derived from `prefix`, loopback up.
+    ///
+    /// # Errors
+    /// When `ip netns add` fails.
+    pub fn new(prefix: &str) -> Result<Self> {
+        let name = crate::unique_name(prefix);
+        run("ip", &["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs a command inside the namespace and returns its stdout.
+    ///
+    /// # Errors
+    /// When the command cannot start or exits non-zero (the error carries its stderr).
+    pub fn exec(&self, argv: &[&str]) -> Result<String> {
+        let mut args = vec!["netns", "exec", self.name.as_str()];
+        args.extend_from_slice(argv);
+        run("ip", &args)
+    }
+
+    /// Runs `f` on a thread that has entered this namespace, and returns its result.
+    ///
+    /// # Errors
+    /// When the namespace cannot be entered.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        let file = File::open(format!("/var/run/netns/{}", self.name))
+            .with_context(|| format!("opening netns {}", self.name))?;
+        thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: `file` is an open namespace file; setns only changes this
+                    // thread's network namespace, and the thread ends after `f`.
+                    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                    if rc != 0 {
+                        bail!(
+                            "setns into {}: {}",
+                            self.name,
+                            std::io::Error::last_os_error()
+                        );
+                    }
+                    Ok(f())
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("thread in netns {} panicked", self.name))?
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace also removes the interfaces inside it.
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// Connects two namespaces with a veth pair, addresses both ends and brings them up.
+///
+/// `a_addr` and `b_addr` are CIDRs like `10.0.0.1/24`. Returns the interface names in `a`
+/// and `b`. The pair goes away with either namespace.
+///
+/// # Errors
+/// When any `ip` command fails.
+pub fn veth_between(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) -> Result<(String, String)> {
+    let a_if = crate::unique_name("va");
+    let b_if = crate::unique_name("vb");
+    run(
+        "ip",
+        &[
+            "link",
+            "add",
+            &a_if,
+            "netns",
+            a.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b_if,
+            "netns",
+            b.name(),
+        ],
+    )?;
+    for (ns, ifname, addr) in [(a, &a_if, a_addr), (b, &b_if, b_addr)] {
+        ns.exec(&["ip", "addr", "add", addr, "dev", ifname])?;
+        ns.exec(&["ip", "link", "set", ifname, "up"])?;
+    }
+    Ok((a_if, b_if))
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("starting {program}"))?;
+    if !output.status.success() {
+        bail!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

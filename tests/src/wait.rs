@@ -1,0 +1,28 @@
+//! Waiting for a condition with a deadline and a message that says what never happened.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+/// Polls `check` every `interval` until it returns `Some`, or fails after `timeout` with
+/// `what` and the last observation in the message.
+///
+/// # Errors
+/// When the deadline passes first.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut check: impl FnMut() -> std::result::Result<T, String>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return Ok(value),
+            Err(last) if Instant::now() >= deadline => {
+                bail!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => std::thread::sleep(interval),
+        }
+    }
+}
