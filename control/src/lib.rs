@@ -1,2 +1,5 @@
 //! Skiff's control plane: the API server, the store under it, the scheduler and the
 //! controllers, run together by the `skiff-control` binary.
+
+pub mod apiserver;
+pub mod store;

@@ -1,3 +1,93 @@
-//! `skiff-control`: Skiff's control plane in one process.
+//! `skiff-control`: Skiff's control plane in one process (like a k3s server): the API server
+//! over the embedded store or etcd. The scheduler and controllers join it here.
 
-fn main() {}
+use std::{net::IpAddr, net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use skiff_control::{
+    apiserver::{self, ApiServerParts, auth::Authenticator, tls},
+    store::{Store, embedded::EmbeddedStore, etcd::EtcdStore},
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+/// `skiff-control`: the API server, store, scheduler and controllers of a Skiff cluster.
+#[derive(Debug, Parser)]
+#[command(name = "skiff-control", version)]
+struct Args {
+    /// Where the control plane keeps its data: the embedded store, the PKI, tokens, and the
+    /// administrator's client config (`admin.yaml`).
+    #[arg(long, default_value = "/var/lib/skiff/control")]
+    data_dir: PathBuf,
+    /// The address the API server listens on (TLS).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// More addresses clients reach the API server by, added to its certificate (repeat or
+    /// comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    advertise_address: Vec<IpAddr>,
+    /// etcd client URLs (comma-separated); without them the embedded store in the data
+    /// directory is used.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// How many recent events the watch cache keeps for watches that resume.
+    #[arg(long, default_value_t = 100_000)]
+    watch_cache_size: usize,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+
+    let store: Arc<dyn Store> = if args.etcd_servers.is_empty() {
+        let path = args.data_dir.join("store.redb");
+        info!(path = %path.display(), "using the embedded store");
+        Arc::new(
+            EmbeddedStore::open(&path)
+                .await
+                .with_context(|| format!("opening {}", path.display()))?,
+        )
+    } else {
+        info!(endpoints = ?args.etcd_servers, "using etcd");
+        Arc::new(
+            EtcdStore::connect(&args.etcd_servers)
+                .await
+                .context("connecting to etcd")?,
+        )
+    };
+
+    let mut addresses = args.advertise_address.clone();
+    if !args.listen.ip().is_unspecified() {
+        addresses.push(args.listen.ip());
+    }
+    let pki =
+        tls::load_or_create(&args.data_dir.join("pki"), &addresses).context("setting up TLS")?;
+    let auth = Arc::new(
+        Authenticator::load_or_create(&args.data_dir.join("auth")).context("setting up tokens")?,
+    );
+    let server_url = format!("https://{}", args.listen);
+    let admin_config = args.data_dir.join("admin.yaml");
+    apiserver::write_admin_config(&admin_config, &server_url, &pki, &auth)
+        .with_context(|| format!("writing {}", admin_config.display()))?;
+    info!(path = %admin_config.display(), "administrator's client config written");
+
+    let parts = ApiServerParts::new(store, auth, args.watch_cache_size).await?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        info!("shutting down");
+    };
+    parts.serve(args.listen, &pki, shutdown).await?;
+    Ok(())
+}

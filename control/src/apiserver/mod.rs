@@ -1,0 +1,129 @@
+//! The API server: the only component that talks to the store.
+//!
+//! A request arrives at the gRPC edge (`service`), which authenticates it (`auth`), checks
+//! it may be done, and hands it to `objects` (defaulting, validation, server-owned metadata,
+//! optimistic concurrency, graceful deletion). Writes go to the store; List and Watch are
+//! served by the `watch_cache`, which follows the store with one watch. `tls` keeps the PKI.
+
+pub mod auth;
+pub mod objects;
+pub mod service;
+pub mod tls;
+pub mod watch_cache;
+
+use std::{net::SocketAddr, path::Path, sync::Arc};
+
+use serde_json::json;
+use skiff_api::{proto::api_server::ApiServer, resources};
+use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
+use tracing::info;
+
+use self::{
+    auth::Authenticator, objects::Objects, service::ApiService, tls::Pki, watch_cache::WatchCache,
+};
+use crate::store::Store;
+
+/// Namespaces every cluster has.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Why the API server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("starting the watch cache")]
+    Cache(#[from] watch_cache::CacheError),
+    #[error("creating namespace {namespace}: {message}")]
+    Bootstrap { namespace: String, message: String },
+    #[error("configuring TLS")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("serving on {address}")]
+    Serve {
+        address: SocketAddr,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// A running API server's parts, built before it listens.
+#[derive(Debug, Clone)]
+pub struct ApiServerParts {
+    pub objects: Objects,
+    pub auth: Arc<Authenticator>,
+}
+
+impl ApiServerParts {
+    /// Starts the watch cache over `store` and makes sure the system namespaces exist.
+    ///
+    /// # Errors
+    /// When the store cannot be listed or the namespaces cannot be created.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        auth: Arc<Authenticator>,
+        watch_history: usize,
+    ) -> Result<Self, ServeError> {
+        let cache = WatchCache::start(store, watch_history).await?;
+        let objects = Objects::new(cache);
+        let namespaces = resources::by_plural("namespaces").expect("namespaces are served");
+        for namespace in SYSTEM_NAMESPACES {
+            let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } });
+            match objects.create(namespaces, "", body, false).await {
+                Ok(_) => info!(namespace, "created system namespace"),
+                Err(e) if e.is(skiff_api::status::Reason::AlreadyExists) => {}
+                Err(e) => {
+                    return Err(ServeError::Bootstrap {
+                        namespace: namespace.into(),
+                        message: e.message,
+                    });
+                }
+            }
+        }
+        Ok(Self { objects, auth })
+    }
+
+    /// Serves the API with TLS on `address` until `shutdown` completes.
+    ///
+    /// # Errors
+    /// When TLS cannot be configured or the address cannot be served.
+    pub async fn serve(
+        self,
+        address: SocketAddr,
+        pki: &Pki,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let tls =
+            ServerTlsConfig::new().identity(TlsIdentity::from_pem(&pki.cert_pem, &pki.key_pem));
+        let service = ApiService::new(self.objects, self.auth);
+        info!(%address, "API server listening");
+        Server::builder()
+            .tls_config(tls)
+            .map_err(ServeError::Tls)?
+            .add_service(
+                ApiServer::new(service)
+                    .max_decoding_message_size(64 << 20)
+                    .max_encoding_message_size(256 << 20),
+            )
+            .serve_with_shutdown(address, shutdown)
+            .await
+            .map_err(|source| ServeError::Serve { address, source })
+    }
+}
+
+/// Writes the administrator's client config (like k3s's `k3s.yaml`): server, CA and token.
+///
+/// # Errors
+/// On I/O errors.
+pub fn write_admin_config(
+    path: &Path,
+    server: &str,
+    pki: &Pki,
+    auth: &Authenticator,
+) -> std::io::Result<()> {
+    let config = json!({
+        "server": server,
+        "certificateAuthority": pki.ca_pem,
+        "token": auth.admin_token(),
+        "namespace": "default",
+    });
+    let yaml = serde_yaml::to_string(&config).map_err(std::io::Error::other)?;
+    tls::write_private(path, &yaml)
+}
