@@ -1,21 +1,18 @@
 //! Runs every case of the store conformance suite against both backends, each case on a
 //! fresh store: the embedded store in a temporary directory, and a real etcd server
-//! (Debian's `etcd`, at `/usr/bin/etcd` or `$SKIFF_ETCD_BIN`) that the test starts on free
-//! loopback ports with a temporary data directory and kills when the case ends, even when
-//! it fails.
+//! (Debian's `etcd`, started by `skiff_tests::etcd` on free loopback ports with a temporary
+//! data directory) that is killed when the case ends, even when it fails.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use skiff_control::store::Store;
 use skiff_control::store::conformance::{CASES, Case};
 use skiff_control::store::embedded::EmbeddedStore;
 use skiff_control::store::etcd::EtcdStore;
+use skiff_tests::etcd::EtcdServer;
 
-/// How long an etcd server may take to start answering.
-const ETCD_STARTUP: Duration = Duration::from_secs(30);
 /// How long one conformance case may take, waits included.
 const CASE_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -41,149 +38,14 @@ async fn run_on_embedded(name: &str) {
 }
 
 async fn run_on_etcd(name: &str) {
-    let server = EtcdServer::start().await;
-    let store = server.connect().await;
+    let server = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .expect("the etcd starter")
+        .expect("a test etcd server");
+    let store = EtcdStore::connect(&[server.client_url().to_string()])
+        .await
+        .expect("connect to etcd");
     run_bounded(case(name), &store).await;
-}
-
-/// A real etcd server for one test; killed and its data removed on drop.
-struct EtcdServer {
-    child: Child,
-    client_url: String,
-    // Dropped after the process is killed (fields drop in order after `Drop::drop`).
-    dir: tempfile::TempDir,
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        // The process may already be gone; either way, reap it.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn etcd_binary() -> PathBuf {
-    std::env::var_os("SKIFF_ETCD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"))
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral loopback port")
-        .port()
-}
-
-impl EtcdServer {
-    /// Starts etcd and waits until it answers, retrying on other ports if the chosen ones
-    /// were taken in between.
-    async fn start() -> Self {
-        let binary = etcd_binary();
-        assert!(
-            binary.exists(),
-            "etcd is not installed at {} (Debian package etcd-server; or set SKIFF_ETCD_BIN)",
-            binary.display()
-        );
-        let mut last_failure = String::new();
-        for _attempt in 0..3 {
-            match Self::try_start(&binary).await {
-                Ok(server) => return server,
-                Err(failure) => last_failure = failure,
-            }
-        }
-        panic!("etcd did not start: {last_failure}");
-    }
-
-    async fn try_start(binary: &PathBuf) -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-        let (client_port, peer_port) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let log = std::fs::File::create(dir.path().join("etcd.log"))
-            .map_err(|e| format!("etcd log file: {e}"))?;
-        let log_err = log.try_clone().map_err(|e| format!("etcd log file: {e}"))?;
-        let mut command = Command::new(binary);
-        command
-            .arg("--name=conformance")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=conformance={peer_url}"))
-            .arg("--initial-cluster-state=new")
-            // Short raft timings: a fast election, and a minimum lease TTL of 1 s.
-            .arg("--heartbeat-interval=50")
-            .arg("--election-timeout=500")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        kill_with_parent(&mut command);
-        let child = command
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", binary.display()))?;
-        let mut server = EtcdServer {
-            child,
-            client_url,
-            dir,
-        };
-        server.wait_ready().await?;
-        Ok(server)
-    }
-
-    async fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + ETCD_STARTUP;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("etcd exited with {status}: {}", self.log()));
-            }
-            let probe = async {
-                let store = EtcdStore::connect(std::slice::from_ref(&self.client_url)).await?;
-                store
-                    .with_request_timeout(Duration::from_secs(1))
-                    .current_revision()
-                    .await
-            };
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), probe).await {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "etcd did not answer within {ETCD_STARTUP:?}: {}",
-                    self.log()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
-    }
-
-    async fn connect(&self) -> EtcdStore {
-        EtcdStore::connect(std::slice::from_ref(&self.client_url))
-            .await
-            .expect("connect to etcd")
-    }
-}
-
-/// Has the kernel kill etcd if the test process dies without running destructors.
-fn kill_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls `prctl`, which
-    // is async-signal-safe; it touches no memory shared with the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
 }
 
 /// Set in the child process of the kill -9 test: the store file it writes to.

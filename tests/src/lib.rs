@@ -3,9 +3,12 @@
 //!
 //! Every privileged test needs root; [`require_root`] fails (never skips) without it.
 
+pub mod control;
+pub mod etcd;
 pub mod netns;
 pub mod oci;
 pub mod packets;
+pub mod process;
 pub mod wait;
 
 /// Fails the calling test with a clear message unless it runs as root.

@@ -30,6 +30,9 @@ pub fn run(workspace: &Workspace, args: &TestArgs) -> Result<()> {
     }
     step("building the eBPF programs");
     workspace.build_ebpf()?;
+    // End-to-end tests run the workspace's binaries as processes: build them all first.
+    step("building every binary");
+    shell::run("cargo", &["build", "--workspace", "--bins"])?;
     let extra: Vec<&str> = args.runner_args.iter().map(String::as_str).collect();
     if shell::succeeds("cargo", &["nextest", "--version"]) {
         step("running every test with cargo nextest");

@@ -1,0 +1,153 @@
+//! A real `skiff-control` for end-to-end tests, on the embedded store or on a test etcd,
+//! with its data directory, port and the administrator's client config.
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use skiff_api::client::{Client, ClientConfig};
+
+use crate::{
+    etcd::EtcdServer,
+    process::{ChildGuard, free_port, kill_with_parent, workspace_binary},
+};
+
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// Which store the control plane runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Etcd,
+}
+
+/// A running `skiff-control` (killed on drop), and the etcd under it if any.
+#[derive(Debug)]
+pub struct ControlPlane {
+    child: Option<ChildGuard>,
+    port: u16,
+    data: tempfile::TempDir,
+    etcd: Option<EtcdServer>,
+}
+
+impl ControlPlane {
+    /// Starts a control plane on `backend` and waits until it serves.
+    ///
+    /// # Errors
+    /// When etcd or the control plane does not start within the deadline.
+    pub fn start(backend: Backend) -> Result<Self> {
+        let etcd = match backend {
+            Backend::Embedded => None,
+            Backend::Etcd => Some(EtcdServer::start()?),
+        };
+        let mut control = Self {
+            child: None,
+            port: free_port(),
+            data: tempfile::tempdir()?,
+            etcd,
+        };
+        control.spawn()?;
+        Ok(control)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let mut command = Command::new(workspace_binary("skiff-control"));
+        command
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(etcd) = &self.etcd {
+            command.arg("--etcd-servers").arg(etcd.client_url());
+        }
+        kill_with_parent(&mut command);
+        let mut child = ChildGuard(command.spawn().context("spawn skiff-control")?);
+        let deadline = Instant::now() + STARTUP;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err()
+            || !self.admin_config_path().exists()
+        {
+            if let Some(status) = child.exited() {
+                bail!("skiff-control exited with {status}: {}", self.log());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "skiff-control did not listen within {STARTUP:?}: {}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs the control plane (no shutdown of any kind).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+    }
+
+    /// Starts the control plane again on the same data directory, port and store.
+    ///
+    /// # Errors
+    /// As [`ControlPlane::start`].
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    /// The administrator's client config the control plane wrote.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn admin_config(&self) -> Result<ClientConfig> {
+        Ok(ClientConfig::load(&self.admin_config_path())?)
+    }
+
+    pub fn admin_config_path(&self) -> PathBuf {
+        self.data.path().join("admin.yaml")
+    }
+
+    /// A client with the administrator's token.
+    ///
+    /// # Errors
+    /// When the config cannot be read.
+    pub fn admin_client(&self) -> Result<Client> {
+        Ok(Client::new(&self.admin_config()?)?)
+    }
+
+    /// A client with `token` instead of the administrator's (empty: no token at all).
+    ///
+    /// # Errors
+    /// When the config cannot be read.
+    pub fn client_with_token(&self, token: &str) -> Result<Client> {
+        let mut config = self.admin_config()?;
+        config.token = token.to_string();
+        Ok(Client::new(&config)?)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data.path().join("control.log")
+    }
+
+    /// The control plane's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
