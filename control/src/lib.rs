@@ -2,4 +2,5 @@
 //! controllers, run together by the `skiff-control` binary.
 
 pub mod apiserver;
+pub mod compaction;
 pub mod store;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use skiff_control::{
     apiserver::{self, ApiServerParts, auth::Authenticator, tls},
+    compaction,
     store::{Store, embedded::EmbeddedStore, etcd::EtcdStore},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -20,9 +21,15 @@ struct Args {
     /// administrator's client config (`admin.yaml`).
     #[arg(long, default_value = "/var/lib/skiff/control")]
     data_dir: PathBuf,
-    /// The address the API server listens on (TLS).
-    #[arg(long, default_value = "127.0.0.1:6443")]
-    listen: SocketAddr,
+    /// The addresses the API server listens on (TLS); repeat or comma-separate. The first
+    /// is the one written to `admin.yaml`.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:6443",
+        value_delimiter = ',',
+        required = true
+    )]
+    listen: Vec<SocketAddr>,
     /// More addresses clients reach the API server by, added to its certificate (repeat or
     /// comma-separate).
     #[arg(long, value_delimiter = ',')]
@@ -39,6 +46,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -65,21 +73,25 @@ async fn main() -> Result<()> {
     };
 
     let mut addresses = args.advertise_address.clone();
-    if !args.listen.ip().is_unspecified() {
-        addresses.push(args.listen.ip());
-    }
+    addresses.extend(
+        args.listen
+            .iter()
+            .map(SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified()),
+    );
     let pki =
         tls::load_or_create(&args.data_dir.join("pki"), &addresses).context("setting up TLS")?;
     let auth = Arc::new(
         Authenticator::load_or_create(&args.data_dir.join("auth")).context("setting up tokens")?,
     );
-    let server_url = format!("https://{}", args.listen);
+    let server_url = format!("https://{}", args.listen[0]);
     let admin_config = args.data_dir.join("admin.yaml");
     apiserver::write_admin_config(&admin_config, &server_url, &pki, &auth)
         .with_context(|| format!("writing {}", admin_config.display()))?;
     info!(path = %admin_config.display(), "administrator's client config written");
 
-    let parts = ApiServerParts::new(store, auth, args.watch_cache_size).await?;
+    let parts = ApiServerParts::new(Arc::clone(&store), auth, args.watch_cache_size).await?;
+    tokio::spawn(compaction::run(store, compaction::INTERVAL));
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
@@ -88,6 +100,6 @@ async fn main() -> Result<()> {
         }
         info!("shutting down");
     };
-    parts.serve(args.listen, &pki, shutdown).await?;
+    parts.serve(&args.listen, &pki, shutdown).await?;
     Ok(())
 }

@@ -181,16 +181,14 @@ pub fn up(workspace: &Workspace, args: &UpArgs) -> Result<()> {
         state.log_file("control").display()
     );
     println!();
-    println!("Try next:");
     println!(
-        "  skiffctl apply -f examples/hello.yaml   (binaries are in {})",
+        "Try next (skiffctl is in {}):",
         workspace.binary("", args.release).display()
     );
-    println!(
-        "  curl http://{}:30080/                  (the hello NodePort, on any node)",
-        nodes[0].address()
-    );
-    println!("  cargo xtask down                          (stop; --purge to delete the data)");
+    println!("  skiffctl get nodes");
+    println!("  skiffctl apply -f examples/hello.yaml");
+    println!("  skiffctl get deploy,svc -o wide");
+    println!("  cargo xtask down          (stop; --purge also deletes the data)");
     Ok(())
 }
 
@@ -336,22 +334,34 @@ fn ensure_node_network(node: &Node) -> Result<()> {
 fn ensure_control(workspace: &Workspace, state: &State, release: bool) -> Result<()> {
     if let Some(pid) = state.running("control", "skiff-control") {
         step(format!("skiff-control: already running (pid {pid})"));
-        return Ok(());
+        return install_cli_config(state);
     }
     step("starting skiff-control");
     let mut cmd = Command::new(workspace.binary("skiff-control", release));
     cmd.arg("--data-dir")
         .arg(state.dir.join("control"))
         .arg("--listen")
-        .arg(format!("127.0.0.1:{API_PORT}"));
+        .arg(format!("127.0.0.1:{API_PORT},{HOST_ADDR}:{API_PORT}"));
     let pid = spawn_logged(state, "control", cmd)?;
     wait_until(Duration::from_secs(30), "skiff-control to listen", || {
         TcpStream::connect(("127.0.0.1", API_PORT)).is_ok()
     })
     .with_context(|| format!("see {}", state.log_file("control").display()))?;
     step(format!(
-        "skiff-control running (pid {pid}) on 127.0.0.1:{API_PORT}"
+        "skiff-control running (pid {pid}) on 127.0.0.1:{API_PORT} and {HOST_ADDR}:{API_PORT}"
     ));
+    install_cli_config(state)
+}
+
+/// Copies the administrator's config that skiff-control wrote to the CLI's default place.
+fn install_cli_config(state: &State) -> Result<()> {
+    let source = state.dir.join("control/admin.yaml");
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    let target = home.join(".skiff/config");
+    fs::create_dir_all(target.parent().expect("has a parent"))?;
+    fs::copy(&source, &target)
+        .with_context(|| format!("copying {} to {}", source.display(), target.display()))?;
+    step(format!("skiffctl config written to {}", target.display()));
     Ok(())
 }
 

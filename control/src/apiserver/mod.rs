@@ -80,31 +80,49 @@ impl ApiServerParts {
         Ok(Self { objects, auth })
     }
 
-    /// Serves the API with TLS on `address` until `shutdown` completes.
+    /// Serves the API with TLS on every address in `addresses` until `shutdown` completes.
     ///
     /// # Errors
-    /// When TLS cannot be configured or the address cannot be served.
+    /// When TLS cannot be configured or an address cannot be served.
     pub async fn serve(
         self,
-        address: SocketAddr,
+        addresses: &[SocketAddr],
         pki: &Pki,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let tls =
-            ServerTlsConfig::new().identity(TlsIdentity::from_pem(&pki.cert_pem, &pki.key_pem));
         let service = ApiService::new(self.objects, self.auth);
-        info!(%address, "API server listening");
-        Server::builder()
-            .tls_config(tls)
-            .map_err(ServeError::Tls)?
-            .add_service(
-                ApiServer::new(service)
-                    .max_decoding_message_size(64 << 20)
-                    .max_encoding_message_size(256 << 20),
-            )
-            .serve_with_shutdown(address, shutdown)
-            .await
-            .map_err(|source| ServeError::Serve { address, source })
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut servers = Vec::new();
+        for &address in addresses {
+            let tls =
+                ServerTlsConfig::new().identity(TlsIdentity::from_pem(&pki.cert_pem, &pki.key_pem));
+            let api = ApiServer::new(service.clone())
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(256 << 20);
+            let mut stopped = stopped.clone();
+            let router = Server::builder()
+                .tls_config(tls)
+                .map_err(ServeError::Tls)?
+                .add_service(api);
+            info!(%address, "API server listening");
+            servers.push(async move {
+                router
+                    .serve_with_shutdown(address, async move {
+                        let _ = stopped.wait_for(|&s| s).await;
+                    })
+                    .await
+                    .map_err(|source| ServeError::Serve { address, source })
+            });
+        }
+        let all = futures::future::try_join_all(servers);
+        tokio::pin!(all);
+        tokio::select! {
+            result = &mut all => result.map(|_| ()),
+            () = shutdown => {
+                let _ = stop.send(true);
+                all.await.map(|_| ())
+            }
+        }
     }
 }
 
