@@ -360,6 +360,19 @@ impl Client {
         decode(&response.into_inner().object)
     }
 
+    /// Assigns pod `name` to `node` (the `pods/binding` subresource).
+    ///
+    /// # Errors
+    /// Conflict when the pod is already assigned or being deleted.
+    pub async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<Value, ClientError> {
+        let binding = serde_json::json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        });
+        self.update_subresource("pods", namespace, &binding, "binding").await
+    }
+
     /// Applies a JSON merge patch to an object (`subresource` "" or "status").
     ///
     /// # Errors

@@ -1,6 +1,7 @@
 //! `skiff-bench`: runs one benchmark, prints its comparison table, and writes its figures
 //! as JSON. Started by `cargo xtask bench NAME`.
 
+mod api;
 mod dataplane;
 mod report;
 
@@ -24,14 +25,19 @@ struct Cli {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Benchmark {
+    /// The API server: creates per second, List at 10k pods, watch latency to 1000
+    /// watchers, on the embedded store and on etcd.
+    Api,
     /// The eBPF data plane against its peers.
     Dataplane,
 }
 
-fn main() -> Result<()> {
+#[tokio::main]
+async fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut report = report::Report::default();
     match cli.name {
+        Benchmark::Api => api::run(&mut report).await?,
         Benchmark::Dataplane => dataplane::run(&mut report)?,
     }
     report.print();

@@ -9,24 +9,25 @@ use std::{
 };
 
 /// The path of a binary built from this workspace (`skiff-control`, `skiff-agent`,
-/// `skiffctl`), next to the test executable's directory.
+/// `skiffctl`) of the same profile as the running test or benchmark.
 ///
 /// # Panics
 /// When the binary was not built (`cargo xtask test` builds every binary first).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built; run `cargo build --workspace --bins` (cargo xtask test does)",
-        path.display()
-    );
-    path
+    // Tests run from target/<profile>/deps/, benchmarks from target/<profile>/.
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .collect();
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!(
+            "{name} is not built (looked at {candidates:?}); run `cargo build --workspace --bins` \
+             (cargo xtask test and bench do)"
+        )
+    })
 }
 
 /// A loopback port nobody listens on right now.

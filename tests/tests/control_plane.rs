@@ -396,3 +396,35 @@ async fn embedded_control_plane_keeps_every_acknowledged_write_through_kill_9() 
 async fn etcd_control_plane_keeps_every_acknowledged_write_through_kill_9() {
     acknowledged_writes_survive_kill_9(Backend::Etcd).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_is_bound_to_a_node_exactly_once() {
+    let (_control, client) = start(Backend::Embedded).await;
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "skiff.local/demo:1.0"}]}
+    });
+    client.create("pods", "default", &pod).await.unwrap();
+    let bound = client.bind_pod("default", "p", "node-1").await.unwrap();
+    assert_eq!(bound["spec"]["nodeName"], "node-1");
+    let scheduled = bound["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .expect("a PodScheduled condition");
+    assert_eq!(scheduled["status"], "True");
+    let again = client.bind_pod("default", "p", "node-2").await.unwrap_err();
+    assert!(again.is(Reason::Conflict), "{again}");
+    assert!(
+        again
+            .to_string()
+            .contains("already assigned to node \"node-1\""),
+        "{again}"
+    );
+    // Binding is the only way to change spec.nodeName: a plain update may not.
+    let mut moved = client.get("pods", "default", "p").await.unwrap();
+    moved["spec"]["nodeName"] = json!("node-2");
+    let error = client.update("pods", "default", &moved).await.unwrap_err();
+    assert!(error.is(Reason::Invalid), "{error}");
+}

@@ -19,7 +19,8 @@ pub fn run(workspace: &Workspace, args: &BenchArgs) -> Result<()> {
     if !shell::is_root() {
         bail!("benchmarks load eBPF programs and make network namespaces: run as root");
     }
-    shell::run("cargo", &["build", "--release", "-p", "skiff-bench"])?;
+    // Benchmarks run the workspace's binaries (skiff-control, ...) as processes.
+    shell::run("cargo", &["build", "--release", "--workspace", "--bins"])?;
     let out_dir = workspace.target.join("bench");
     std::fs::create_dir_all(&out_dir)?;
     let out = out_dir.join(format!("{}.json", args.name));

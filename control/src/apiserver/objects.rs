@@ -241,6 +241,9 @@ impl Objects {
         subresource: &str,
         dry_run: bool,
     ) -> Result<Bytes, ApiError> {
+        if subresource == "binding" && rt.kind == "Pod" {
+            return self.bind(rt, namespace, &body).await;
+        }
         check_type(rt, &mut body)?;
         let name = object_name(&body)?;
         if let Some(ns) = body.pointer("/metadata/namespace").and_then(Value::as_str)
@@ -294,6 +297,71 @@ impl Objects {
         };
         self.write_update(rt, &old, new, subresource == "status", dry_run)
             .await
+    }
+
+    /// Assigns a pod to a node (the `pods/binding` subresource the scheduler writes): sets
+    /// `spec.nodeName` and the PodScheduled condition, once. `body` is a core/v1 Binding.
+    async fn bind(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        body: &Value,
+    ) -> Result<Bytes, ApiError> {
+        let name = object_name(body)?;
+        let node = body
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                let mut error = ApiError::new(
+                    Reason::Invalid,
+                    format!("Binding \"{name}\" is invalid: target.name: Required value"),
+                );
+                error.causes.push(Cause {
+                    field: "target.name".into(),
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value".into(),
+                });
+                error
+            })?;
+        let old = self.get_current(rt, namespace, &name).await?;
+        let cannot = |why: String| {
+            ApiError::new(
+                Reason::Conflict,
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": {why}"),
+            )
+        };
+        if let Some(assigned) = old
+            .value
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(cannot(format!(
+                "pod {name} is already assigned to node \"{assigned}\""
+            )));
+        }
+        if old.value.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(cannot(format!(
+                "pod {name} is being deleted, cannot be assigned to a host"
+            )));
+        }
+        let mut pod = old.value.clone();
+        remove_rv(&mut pod);
+        if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("nodeName".into(), Value::String(node.to_string()));
+        }
+        set_condition(
+            &mut pod,
+            json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now()}),
+        );
+        let bytes = Bytes::from(serde_json::to_vec(&pod).map_err(internal)?);
+        let revision = self
+            .store()
+            .update(&old.key, bytes.clone(), Some(old.mod_revision))
+            .await
+            .map_err(|e| store_error(rt, &name, e))?;
+        Ok(served(&old.key, &bytes, revision)?.bytes)
     }
 
     /// Validates and stores `new` in place of `old` (compare-and-swap on `old`'s revision).
@@ -654,6 +722,26 @@ fn is_finalized(object: &Value) -> bool {
         && (object.get("kind").and_then(Value::as_str) != Some("Namespace")
             || empty("/spec/finalizers"))
         && object.get("kind").and_then(Value::as_str) != Some("Pod")
+}
+
+/// Sets a condition in `status.conditions`, replacing one of the same type.
+fn set_condition(object: &mut Value, condition: Value) {
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
+    let status = map.entry("status").or_insert_with(|| json!({}));
+    if !status.is_object() {
+        *status = json!({});
+    }
+    let conditions = status
+        .as_object_mut()
+        .expect("made an object above")
+        .entry("conditions")
+        .or_insert_with(|| json!([]));
+    if let Some(list) = conditions.as_array_mut() {
+        list.retain(|c| c.get("type") != condition.get("type"));
+        list.push(condition);
+    }
 }
 
 fn add_finalizer(meta: &mut Map<String, Value>, finalizer: &str) {
