@@ -91,7 +91,7 @@ async fn measure(config: &ClientConfig, label: &str, report: &mut Report) -> Res
     let mut samples = Vec::new();
     for _ in 0..LIST_ROUNDS {
         let started = Instant::now();
-        let list = client.list("pods", "", &ListParams::default()).await?;
+        let list = client.list("pods", "", &ListParams::default()).await.context("listing pods")?;
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(
             list.items.len() == LIST_PODS,
@@ -142,7 +142,8 @@ async fn measure(config: &ClientConfig, label: &str, report: &mut Report) -> Res
                     ..WatchParams::default()
                 },
             )
-            .await?;
+            .await
+            .with_context(|| format!("starting watcher {w}"))?;
         let sent = Arc::clone(&sent);
         watchers.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(WATCH_EVENTS);

@@ -47,7 +47,7 @@ impl Report {
                 .push(row);
         }
         println!(
-            "{:<34} {:<16} {:<12} {:>14} {:<10} {:>12}",
+            "{:<46} {:<16} {:<12} {:>14} {:<10} {:>12}",
             "case", "metric", "system", "value", "unit", "skiff/peer"
         );
         for ((case, metric), rows) in grouped {
@@ -60,7 +60,7 @@ impl Report {
                     _ => String::new(),
                 };
                 println!(
-                    "{case:<34} {metric:<16} {:<12} {:>14.1} {:<10} {ratio:>12}",
+                    "{case:<46} {metric:<16} {:<12} {:>14.1} {:<10} {ratio:>12}",
                     row.system, row.value, row.unit
                 );
             }
