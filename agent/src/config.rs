@@ -45,4 +45,17 @@ pub struct Config {
     /// The control plane's API address.
     #[arg(long, default_value = "https://127.0.0.1:6443")]
     pub server: String,
+    /// The cluster CA's certificate (PEM), which the API server's certificate must chain to.
+    #[arg(long, default_value = "/var/lib/skiff/control/pki/ca.crt")]
+    pub ca_file: PathBuf,
+    /// A file holding the bootstrap token, exchanged at first start for this node's own
+    /// credential (kept in the state directory afterwards).
+    #[arg(long)]
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// How often the node's Lease is renewed, in seconds (its duration is 40 s).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub lease_renew_seconds: u64,
+    /// Memory held back from pods for the system, in MiB (allocatable = capacity - this).
+    #[arg(long, default_value_t = 100)]
+    pub reserved_memory_mib: u64,
 }

@@ -8,9 +8,15 @@ use clap::Parser;
 use skiff_agent::{
     config::Config,
     dataplane::{Dataplane, LoadOptions},
+    node::{
+        credentials::node_client_config,
+        heartbeat::{Heartbeat, HeartbeatTimings},
+        status::{DEFAULT_MAX_PODS, MachineInfo, NodeFacts},
+    },
 };
+use skiff_api::client::{Client, ClientConfig};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -30,6 +36,13 @@ async fn main() -> Result<()> {
         .with_context(|| format!("attaching to the uplink {}", config.uplink))?;
     info!(interface = %config.uplink, ?mode, "uplink XDP program attached");
 
+    let heartbeat = register(&config).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let beating = tokio::spawn(heartbeat.run(async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|&s| s).await;
+    }));
+
     let mut terminate = signal(SignalKind::terminate())?;
     let mut report = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -46,6 +59,60 @@ async fn main() -> Result<()> {
             }
         }
     }
+    let _ = stop.send(true);
+    let _ = beating.await;
     info!("stopping: the uplink program is detached with the agent");
     Ok(())
+}
+
+/// Gets this node's credential and registers the node, retrying until the control plane
+/// answers (it may start after the agent).
+async fn register(config: &Config) -> Result<Heartbeat> {
+    let ca = std::fs::read_to_string(&config.ca_file)
+        .with_context(|| format!("reading the cluster CA {}", config.ca_file.display()))?;
+    let base = ClientConfig {
+        server: config.server.clone(),
+        certificate_authority: ca,
+        token: String::new(),
+        namespace: "default".into(),
+    };
+    let facts = NodeFacts {
+        name: config.node_name.clone(),
+        address: config.node_ip,
+        pod_cidr: config.pod_cidr.clone(),
+        max_pods: DEFAULT_MAX_PODS,
+        machine: MachineInfo::read(&config.state_dir),
+        runtime_version: "containerd://1.6".into(),
+        reserved_memory_bytes: config.reserved_memory_mib << 20,
+    };
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let client_config = node_client_config(
+                &base,
+                &config.node_name,
+                &config.state_dir,
+                config.bootstrap_token_file.as_deref(),
+            )
+            .await?;
+            let mut heartbeat = Heartbeat::new(
+                Client::new(&client_config)?,
+                facts.clone(),
+                HeartbeatTimings {
+                    lease_renew_interval: Duration::from_secs(config.lease_renew_seconds),
+                    ..HeartbeatTimings::default()
+                },
+            );
+            heartbeat.register().await?;
+            anyhow::Ok(heartbeat)
+        };
+        match attempt.await {
+            Ok(heartbeat) => return Ok(heartbeat),
+            Err(error) => {
+                warn!(error = format!("{error:#}"), retry_in = ?delay, "registering the node failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub struct ControlPlane {
     port: u16,
     data: tempfile::TempDir,
     etcd: Option<EtcdServer>,
+    /// More addresses to listen on besides loopback (e.g. a host link to node namespaces).
+    extra_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 impl ControlPlane {
@@ -40,6 +42,14 @@ impl ControlPlane {
     /// # Errors
     /// When etcd or the control plane does not start within the deadline.
     pub fn start(backend: Backend) -> Result<Self> {
+        Self::start_listening(backend, &[])
+    }
+
+    /// Like [`ControlPlane::start`], also listening on `addresses` (same port).
+    ///
+    /// # Errors
+    /// As [`ControlPlane::start`].
+    pub fn start_listening(backend: Backend, addresses: &[std::net::Ipv4Addr]) -> Result<Self> {
         let etcd = match backend {
             Backend::Embedded => None,
             Backend::Etcd => Some(EtcdServer::start()?),
@@ -49,6 +59,7 @@ impl ControlPlane {
             port: free_port(),
             data: tempfile::tempdir()?,
             etcd,
+            extra_addresses: addresses.to_vec(),
         };
         control.spawn()?;
         Ok(control)
@@ -64,7 +75,13 @@ impl ControlPlane {
             .arg("--data-dir")
             .arg(self.data.path())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(
+                std::iter::once(std::net::Ipv4Addr::LOCALHOST)
+                    .chain(self.extra_addresses.iter().copied())
+                    .map(|ip| format!("{ip}:{}", self.port))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -136,6 +153,11 @@ impl ControlPlane {
         let mut config = self.admin_config()?;
         config.token = token.to_string();
         Ok(Client::new(&config)?)
+    }
+
+    /// The API server's URL at `address` (one it listens on).
+    pub fn url_at(&self, address: std::net::Ipv4Addr) -> String {
+        format!("https://{address}:{}", self.port)
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -125,3 +125,74 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// A veth between the test's own (root) namespace and a node namespace, with a /30 unique
+/// to this process: how a node in a namespace reaches a control plane run by the test.
+/// Only this veth is touched in the root namespace; it is deleted on drop.
+#[derive(Debug)]
+pub struct HostLink {
+    host_if: String,
+    pub host_ip: std::net::Ipv4Addr,
+    pub node_ip: std::net::Ipv4Addr,
+    /// The interface's name inside the node namespace.
+    pub node_if: String,
+}
+
+impl HostLink {
+    /// Creates the link; the node end is called `eth0` in `node`.
+    ///
+    /// # Errors
+    /// When an `ip` command fails.
+    pub fn new(node: &Netns) -> Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        // 10.213.0.0/16 split in /30s by process id and call: unique among running tests.
+        let slot =
+            (std::process::id().wrapping_mul(7) + NEXT.fetch_add(1, Ordering::Relaxed)) % 16384;
+        let base = u32::from(std::net::Ipv4Addr::new(10, 213, 0, 0)) + slot * 4;
+        let host_ip = std::net::Ipv4Addr::from(base + 1);
+        let node_ip = std::net::Ipv4Addr::from(base + 2);
+        let host_if = crate::unique_name("skh");
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                node.name(),
+            ],
+        )?;
+        let link = Self {
+            host_if,
+            host_ip,
+            node_ip,
+            node_if: "eth0".into(),
+        };
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{host_ip}/30"),
+                "dev",
+                &link.host_if,
+            ],
+        )?;
+        run("ip", &["link", "set", &link.host_if, "up"])?;
+        node.exec(&["ip", "addr", "add", &format!("{node_ip}/30"), "dev", "eth0"])?;
+        node.exec(&["ip", "link", "set", "eth0", "up"])?;
+        Ok(link)
+    }
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        let _ = run("ip", &["link", "del", &self.host_if]);
+    }
+}

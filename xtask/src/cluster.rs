@@ -391,7 +391,11 @@ fn ensure_agent(workspace: &Workspace, state: &State, node: &Node, release: bool
         .arg("--containerd-namespace")
         .arg(node.containerd_namespace())
         .arg("--server")
-        .arg(format!("https://{HOST_ADDR}:{API_PORT}"));
+        .arg(format!("https://{HOST_ADDR}:{API_PORT}"))
+        .arg("--ca-file")
+        .arg(state.dir.join("control/pki/ca.crt"))
+        .arg("--bootstrap-token-file")
+        .arg(state.dir.join("control/auth/bootstrap.token"));
     let pid = spawn_logged(state, &name, cmd)?;
     // The agent exits at once on a bad flag or a data plane it cannot load.
     thread::sleep(Duration::from_secs(1));
