@@ -364,13 +364,19 @@ impl Client {
     ///
     /// # Errors
     /// Conflict when the pod is already assigned or being deleted.
-    pub async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<Value, ClientError> {
+    pub async fn bind_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+    ) -> Result<Value, ClientError> {
         let binding = serde_json::json!({
             "apiVersion": "v1", "kind": "Binding",
             "metadata": {"name": name, "namespace": namespace},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         });
-        self.update_subresource("pods", namespace, &binding, "binding").await
+        self.update_subresource("pods", namespace, &binding, "binding")
+            .await
     }
 
     /// Applies a JSON merge patch to an object (`subresource` "" or "status").

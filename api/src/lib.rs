@@ -4,8 +4,9 @@
 //! A write flows through it as the Kubernetes API server's does: text from a user is split
 //! into objects by [`manifest`], each names a type of the [`resources`] registry, and
 //! [`prepare_create`] / [`prepare_update`] decode it into its typed [`Object`], apply
-//! [`defaults`], run [`validation`] and return the JSON to store. Everything here is pure:
-//! no I/O.
+//! [`defaults`], run [`validation`] and return the JSON to store; that part is pure, no I/O.
+//! [`client`] reaches the API server, and [`runtime`] builds informers, work queues and
+//! controllers on top of it for every component.
 //!
 //! ```
 //! use skiff_api::{parse_objects, prepare_create};
@@ -26,6 +27,7 @@ pub mod manifest;
 pub mod object;
 pub mod prepare;
 pub mod resources;
+pub mod runtime;
 pub mod selector;
 pub mod status;
 pub mod validation;
