@@ -3,4 +3,5 @@
 
 pub mod apiserver;
 pub mod compaction;
+pub mod leader;
 pub mod store;
