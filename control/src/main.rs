@@ -6,7 +6,7 @@ use std::{net::IpAddr, net::SocketAddr, path::PathBuf, sync::Arc};
 use anyhow::{Context, Result};
 use clap::Parser;
 use skiff_control::{
-    apiserver::{self, ApiServerParts, auth::Authenticator, tls},
+    apiserver::{self, ApiServerParts, ServiceRanges, allocation::Cidr, auth::Authenticator, tls},
     compaction,
     store::{Store, embedded::EmbeddedStore, etcd::EtcdStore},
 };
@@ -38,6 +38,12 @@ struct Args {
     /// directory is used.
     #[arg(long, value_delimiter = ',')]
     etcd_servers: Vec<String>,
+    /// The range ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: Cidr,
+    /// The range NodePorts are allocated from (inclusive).
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: (u16, u16),
     /// How many recent events the watch cache keeps for watches that resume.
     #[arg(long, default_value_t = 100_000)]
     watch_cache_size: usize,
@@ -90,7 +96,12 @@ async fn main() -> Result<()> {
         .with_context(|| format!("writing {}", admin_config.display()))?;
     info!(path = %admin_config.display(), "administrator's client config written");
 
-    let parts = ApiServerParts::new(Arc::clone(&store), auth, args.watch_cache_size).await?;
+    let ranges = ServiceRanges {
+        cluster_ips: args.service_cluster_ip_range,
+        node_ports: args.service_node_port_range,
+    };
+    let parts =
+        ApiServerParts::new(Arc::clone(&store), auth, args.watch_cache_size, ranges).await?;
     tokio::spawn(compaction::run(store, compaction::INTERVAL));
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {
@@ -102,4 +113,25 @@ async fn main() -> Result<()> {
     };
     parts.serve(&args.listen, &pki, shutdown).await?;
     Ok(())
+}
+
+/// Parses `30000-32767`.
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let (low, high) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not a range like 30000-32767"))?;
+    let low: u16 = low
+        .trim()
+        .parse()
+        .map_err(|_| format!("{low:?} is not a port"))?;
+    let high: u16 = high
+        .trim()
+        .parse()
+        .map_err(|_| format!("{high:?} is not a port"))?;
+    if low == 0 || low > high {
+        return Err(format!(
+            "{text:?}: the first port must be 1 or more and not above the last"
+        ));
+    }
+    Ok((low, high))
 }

@@ -82,6 +82,7 @@ impl ControlPlane {
                     .collect::<Vec<_>>()
                     .join(","),
             )
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -428,3 +428,112 @@ async fn a_pod_is_bound_to_a_node_exactly_once() {
     let error = client.update("pods", "default", &moved).await.unwrap_err();
     assert!(error.is(Reason::Invalid), "{error}");
 }
+
+fn service(name: &str, node_port: Option<i64>) -> Value {
+    let mut port = json!({"port": 80, "targetPort": 8080});
+    if let Some(p) = node_port {
+        port["nodePort"] = json!(p);
+    }
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"type": "NodePort", "selector": {"app": name}, "ports": [port]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_a_cluster_ip_and_node_port_that_are_never_handed_out_twice() {
+    let (control, client) = start(Backend::Embedded).await;
+    let a = client
+        .create("services", "default", &service("a", Some(30080)))
+        .await
+        .unwrap();
+    let a_ip = a["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(a_ip.starts_with("10."), "{a_ip}");
+    assert_eq!(a["spec"]["ports"][0]["nodePort"], 30080);
+
+    let taken = client
+        .create("services", "default", &service("b", Some(30080)))
+        .await
+        .unwrap_err();
+    assert!(taken.is(Reason::Invalid), "{taken}");
+    assert!(
+        taken
+            .to_string()
+            .contains("spec.ports[0].nodePort: Invalid value: provided port is already allocated"),
+        "{taken}"
+    );
+    let b = client
+        .create("services", "default", &service("b", None))
+        .await
+        .unwrap();
+    assert_ne!(b["spec"]["clusterIP"], a["spec"]["clusterIP"]);
+    assert_ne!(b["spec"]["ports"][0]["nodePort"], 30080);
+
+    // Allocations are persisted: after a restart a new Service still gets fresh values, and
+    // a deleted Service's port is free again.
+    let mut control = control;
+    let control = tokio::task::spawn_blocking(move || {
+        control.restart().unwrap();
+        control
+    })
+    .await
+    .unwrap();
+    let client = control.admin_client().unwrap();
+    let c = client
+        .create("services", "default", &service("c", None))
+        .await
+        .unwrap();
+    for other in [&a, &b] {
+        assert_ne!(c["spec"]["clusterIP"], other["spec"]["clusterIP"]);
+        assert_ne!(
+            c["spec"]["ports"][0]["nodePort"],
+            other["spec"]["ports"][0]["nodePort"]
+        );
+    }
+    client
+        .delete("services", "default", "a", &Default::default())
+        .await
+        .unwrap();
+    let again = client
+        .create("services", "default", &service("d", Some(30080)))
+        .await
+        .unwrap();
+    assert_eq!(again["spec"]["ports"][0]["nodePort"], 30080);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_bound_pod_marks_it_for_its_grace_period_first() {
+    let (_control, client) = start(Backend::Embedded).await;
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "skiff.local/demo:1.0"}]}
+    });
+    client.create("pods", "default", &pod).await.unwrap();
+    let marked = client
+        .delete("pods", "default", "p", &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+    let at: jiff::Timestamp = marked["metadata"]["deletionTimestamp"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let from_now = at.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!(
+        (25..=31).contains(&from_now),
+        "deletionTimestamp is {from_now} s away, not the 30 s grace"
+    );
+    // The pod stays until its node confirms with a zero grace period.
+    client.get("pods", "default", "p").await.unwrap();
+    let force = skiff_api::client::DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    client.delete("pods", "default", "p", &force).await.unwrap();
+    assert!(
+        client
+            .get("pods", "default", "p")
+            .await
+            .unwrap_err()
+            .is(Reason::NotFound)
+    );
+}

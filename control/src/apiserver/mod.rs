@@ -5,6 +5,7 @@
 //! optimistic concurrency, graceful deletion). Writes go to the store; List and Watch are
 //! served by the `watch_cache`, which follows the store with one watch. `tls` keeps the PKI.
 
+pub mod allocation;
 pub mod auth;
 pub mod objects;
 pub mod service;
@@ -19,7 +20,12 @@ use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
 use tracing::info;
 
 use self::{
-    auth::Authenticator, objects::Objects, service::ApiService, tls::Pki, watch_cache::WatchCache,
+    allocation::{Cidr, ServiceAllocator},
+    auth::Authenticator,
+    objects::Objects,
+    service::ApiService,
+    tls::Pki,
+    watch_cache::WatchCache,
 };
 use crate::store::Store;
 
@@ -32,7 +38,7 @@ pub const SYSTEM_NAMESPACES: [&str; 4] =
 pub enum ServeError {
     #[error("starting the watch cache")]
     Cache(#[from] watch_cache::CacheError),
-    #[error("creating namespace {namespace}: {message}")]
+    #[error("bootstrapping {namespace}: {message}")]
     Bootstrap { namespace: String, message: String },
     #[error("configuring TLS")]
     Tls(#[source] tonic::transport::Error),
@@ -42,6 +48,26 @@ pub enum ServeError {
         #[source]
         source: tonic::transport::Error,
     },
+}
+
+/// The ranges Services get their ClusterIPs and NodePorts from.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceRanges {
+    pub cluster_ips: Cidr,
+    pub node_ports: (u16, u16),
+}
+
+impl Default for ServiceRanges {
+    /// Kubernetes' defaults: 10.96.0.0/12 and 30000-32767.
+    fn default() -> Self {
+        Self {
+            cluster_ips: Cidr {
+                network: std::net::Ipv4Addr::new(10, 96, 0, 0),
+                prefix_len: 12,
+            },
+            node_ports: (30000, 32767),
+        }
+    }
 }
 
 /// A running API server's parts, built before it listens.
@@ -60,9 +86,42 @@ impl ApiServerParts {
         store: Arc<dyn Store>,
         auth: Arc<Authenticator>,
         watch_history: usize,
+        services: ServiceRanges,
     ) -> Result<Self, ServeError> {
+        let allocator = Arc::new(ServiceAllocator::new(
+            Arc::clone(&store),
+            services.cluster_ips,
+            services.node_ports,
+        ));
         let cache = WatchCache::start(store, watch_history).await?;
-        let objects = Objects::new(cache);
+        let objects = Objects::new(cache).with_service_allocator(Arc::clone(&allocator));
+        let service_type = resources::by_plural("services").expect("services are served");
+        let stored = objects
+            .list(
+                service_type,
+                "",
+                &Default::default(),
+                &Default::default(),
+                0,
+                "",
+            )
+            .await
+            .map_err(|e| ServeError::Bootstrap {
+                namespace: String::new(),
+                message: format!("listing services to repair allocations: {}", e.message),
+            })?;
+        let stored: Vec<serde_json::Value> = stored
+            .items
+            .iter()
+            .filter_map(|b| serde_json::from_slice(b).ok())
+            .collect();
+        allocator
+            .repair(&stored)
+            .await
+            .map_err(|e| ServeError::Bootstrap {
+                namespace: String::new(),
+                message: format!("repairing service allocations: {e}"),
+            })?;
         let namespaces = resources::by_plural("namespaces").expect("namespaces are served");
         for namespace in SYSTEM_NAMESPACES {
             let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } });

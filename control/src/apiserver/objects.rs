@@ -16,7 +16,10 @@ use skiff_api::{
     status::{ApiError, Cause, Reason},
 };
 
-use super::watch_cache::{CacheError, CachedObject, WatchCache};
+use super::{
+    allocation::{Allocated, ServiceAllocator},
+    watch_cache::{CacheError, CachedObject, WatchCache},
+};
 use crate::store::{RangeOptions, Store, StoreError};
 
 /// How many times a patch is retried when the object changes under it.
@@ -44,11 +47,76 @@ pub struct ListPage {
 #[derive(Debug, Clone)]
 pub struct Objects {
     cache: Arc<WatchCache>,
+    services: Option<Arc<ServiceAllocator>>,
 }
 
 impl Objects {
     pub fn new(cache: Arc<WatchCache>) -> Self {
-        Self { cache }
+        Self {
+            cache,
+            services: None,
+        }
+    }
+
+    /// Hands out ClusterIPs and NodePorts to Services as they are stored.
+    pub fn with_service_allocator(mut self, allocator: Arc<ServiceAllocator>) -> Self {
+        self.services = Some(allocator);
+        self
+    }
+
+    /// Takes the addresses and ports `service` needs (keeping `old`'s on an update).
+    async fn allocate(
+        &self,
+        rt: &ResourceType,
+        service: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Allocated, ApiError> {
+        match &self.services {
+            Some(allocator) if rt.kind == "Service" => allocator
+                .allocate(service, old)
+                .await
+                .map_err(|(field, error)| {
+                    let name = service
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let value = match field.as_str() {
+                        "spec.clusterIP" => {
+                            service.pointer("/spec/clusterIP").map(|v| v.to_string())
+                        }
+                        _ => None,
+                    };
+                    let detail = match value {
+                        Some(v) => format!("Invalid value: {v}: {error}"),
+                        None => format!("Invalid value: {error}"),
+                    };
+                    let mut api = ApiError::new(
+                        Reason::Invalid,
+                        format!("Service \"{name}\" is invalid: {field}: {detail}"),
+                    );
+                    api.causes.push(Cause {
+                        field,
+                        reason: "FieldValueInvalid".into(),
+                        message: detail,
+                    });
+                    api
+                }),
+            _ => Ok(Allocated::default()),
+        }
+    }
+
+    async fn release(&self, rt: &ResourceType, service: &Value, keep: Option<&Value>) {
+        if let Some(allocator) = &self.services
+            && rt.kind == "Service"
+        {
+            allocator.release(service, keep).await;
+        }
+    }
+
+    async fn release_allocated(&self, allocated: &Allocated) {
+        if let Some(allocator) = &self.services {
+            allocator.release_allocated(allocated).await;
+        }
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -113,15 +181,20 @@ impl Objects {
             self.check_namespace_accepts(ns).await?;
         }
         let key = rt.key(namespace.as_deref(), &name);
-        let bytes = Bytes::from(serde_json::to_vec(&body).map_err(internal)?);
         if dry_run {
+            let bytes = serde_json::to_vec(&body).map_err(internal)?;
             return Ok(served(&key, &bytes, 0)?.bytes);
         }
-        let revision = self
-            .store()
-            .create(&key, bytes.clone(), None)
-            .await
-            .map_err(|e| store_error(rt, &name, e))?;
+        let mut body = body;
+        let allocated = self.allocate(rt, &mut body, None).await?;
+        let bytes = Bytes::from(serde_json::to_vec(&body).map_err(internal)?);
+        let revision = match self.store().create(&key, bytes.clone(), None).await {
+            Ok(revision) => revision,
+            Err(e) => {
+                self.release_allocated(&allocated).await;
+                return Err(store_error(rt, &name, e));
+            }
+        };
         Ok(served(&key, &bytes, revision)?.bytes)
     }
 
@@ -407,15 +480,28 @@ impl Objects {
                 .delete(&old.key, Some(old.mod_revision))
                 .await
                 .map_err(|e| store_error(rt, &name, e))?;
+            self.release(rt, &old_value, None).await;
             let bytes = serde_json::to_vec(&new).map_err(internal)?;
             return Ok(served(&old.key, &bytes, deleted.revision)?.bytes);
         }
+        let allocated = if status_only {
+            Allocated::default()
+        } else {
+            self.allocate(rt, &mut new, Some(&old_value)).await?
+        };
         let bytes = Bytes::from(serde_json::to_vec(&new).map_err(internal)?);
-        let revision = self
+        let revision = match self
             .store()
             .update(&old.key, bytes.clone(), Some(old.mod_revision))
             .await
-            .map_err(|e| store_error(rt, &name, e))?;
+        {
+            Ok(revision) => revision,
+            Err(e) => {
+                self.release_allocated(&allocated).await;
+                return Err(store_error(rt, &name, e));
+            }
+        };
+        self.release(rt, &old_value, Some(&new)).await;
         Ok(served(&old.key, &bytes, revision)?.bytes)
     }
 
@@ -527,7 +613,8 @@ impl Objects {
             }
         }
         if keep {
-            if !already_marked {
+            // A pod's grace period already set its deletionTimestamp (now + grace).
+            if !already_marked && marked.pointer("/metadata/deletionTimestamp").is_none() {
                 metadata_mut(&mut marked)?.insert("deletionTimestamp".into(), Value::String(now()));
             }
             remove_rv(&mut marked);
@@ -547,6 +634,7 @@ impl Objects {
             .delete(&old.key, Some(old.mod_revision))
             .await
             .map_err(|e| store_error(rt, name, e))?;
+        self.release(rt, &old.value, None).await;
         Ok(served(&old.key, &deleted.prev.value, deleted.prev.mod_revision)?.bytes)
     }
 

@@ -168,8 +168,12 @@ impl WatchCache {
         let revision = loop {
             let page = self.store.range(REGISTRY_PREFIX, options.clone()).await?;
             for kv in &page.kvs {
-                let object = CachedObject::from_stored(&kv.key, &kv.value, kv.mod_revision)?;
-                objects.insert(kv.key.clone(), Arc::new(object));
+                match CachedObject::from_stored(&kv.key, &kv.value, kv.mod_revision) {
+                    Ok(object) => {
+                        objects.insert(kv.key.clone(), Arc::new(object));
+                    }
+                    Err(error) => warn!(%error, "skipping an object that is not valid JSON"),
+                }
             }
             if !page.more {
                 break page.revision;
