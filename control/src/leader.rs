@@ -18,6 +18,8 @@ use skiff_api::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::events::{EventRecorder, EventType};
+
 /// Timings of an election (Kubernetes' defaults).
 #[derive(Clone, Copy, Debug)]
 pub struct ElectionTimings {
@@ -44,6 +46,7 @@ pub struct LeaderElector {
     name: String,
     identity: String,
     timings: ElectionTimings,
+    events: Option<EventRecorder>,
 }
 
 impl LeaderElector {
@@ -60,7 +63,14 @@ impl LeaderElector {
             name: name.into(),
             identity: identity.into(),
             timings,
+            events: None,
         }
+    }
+
+    /// Records a `LeaderElection` event on the Lease whenever this candidate takes it.
+    pub fn with_events(mut self, events: EventRecorder) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Campaigns forever: whenever this candidate holds the Lease the returned channel reads
@@ -80,6 +90,7 @@ impl LeaderElector {
                     if !*leading.borrow() {
                         info!(lease = %self.name, identity = %self.identity, "became the leader");
                         leading.send_replace(true);
+                        self.record_leadership().await;
                     }
                 }
                 Ok(false) => {
@@ -100,6 +111,16 @@ impl LeaderElector {
                 return;
             }
             tokio::time::sleep(self.timings.retry_period).await;
+        }
+    }
+
+    async fn record_leadership(&self) {
+        let Some(events) = &self.events else { return };
+        if let Ok(lease) = self.client.get("leases", &self.namespace, &self.name).await {
+            let message = format!("{} became leader", self.identity);
+            events
+                .record(&lease, EventType::Normal, "LeaderElection", &message)
+                .await;
         }
     }
 

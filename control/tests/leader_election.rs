@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use skiff_control::leader::{ElectionTimings, LeaderElector};
+use skiff_api::client::ListParams;
+use skiff_control::{
+    events::EventRecorder,
+    leader::{ElectionTimings, LeaderElector},
+};
 use skiff_tests::control::{Backend, ControlPlane};
 use tokio::sync::watch;
 
@@ -27,7 +31,9 @@ async fn a_second_candidate_takes_over_only_when_the_leader_stops_renewing() {
         .unwrap()
         .unwrap();
     let client = control.admin_client().unwrap();
-    let a = LeaderElector::new(client.clone(), "kube-system", "skiff-control", "a", TIMINGS);
+    let events = EventRecorder::new(client.clone(), "skiff-control", "test");
+    let a = LeaderElector::new(client.clone(), "kube-system", "skiff-control", "a", TIMINGS)
+        .with_events(events);
     let b = LeaderElector::new(client.clone(), "kube-system", "skiff-control", "b", TIMINGS);
 
     let mut a_leading = a.spawn();
@@ -49,4 +55,22 @@ async fn a_second_candidate_takes_over_only_when_the_leader_stops_renewing() {
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    // a's leadership was recorded as an Event on the Lease.
+    let params = ListParams {
+        field_selector: "involvedObject.name=skiff-control".into(),
+        ..Default::default()
+    };
+    let events = client.list("events", "kube-system", &params).await.unwrap();
+    let messages: Vec<&str> = events
+        .items
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"a became leader"), "{messages:?}");
+    assert!(
+        events
+            .items
+            .iter()
+            .all(|e| e["reason"] == "LeaderElection" && e["involvedObject"]["kind"] == "Lease")
+    );
 }
