@@ -3,5 +3,6 @@
 
 pub mod apiserver;
 pub mod compaction;
+pub mod events;
 pub mod leader;
 pub mod store;
