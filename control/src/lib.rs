@@ -5,4 +5,5 @@ pub mod apiserver;
 pub mod compaction;
 pub mod events;
 pub mod leader;
+pub mod scheduler;
 pub mod store;
