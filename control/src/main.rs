@@ -5,9 +5,13 @@ use std::{net::IpAddr, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use skiff_api::client::{Client, ClientConfig};
 use skiff_control::{
     apiserver::{self, ApiServerParts, ServiceRanges, allocation::Cidr, auth::Authenticator, tls},
     compaction,
+    events::EventRecorder,
+    leader::{ElectionTimings, LeaderElector},
+    scheduler::{Scheduler, SchedulerConfig, runner},
     store::{Store, embedded::EmbeddedStore, etcd::EtcdStore},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -44,6 +48,10 @@ struct Args {
     /// The range NodePorts are allocated from (inclusive).
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     service_node_port_range: (u16, u16),
+    /// A scheduler configuration file (KubeSchedulerConfiguration's fields: profiles,
+    /// plugins, weights, percentageOfNodesToScore); the default profile without one.
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
     /// How many recent events the watch cache keeps for watches that resume.
     #[arg(long, default_value_t = 100_000)]
     watch_cache_size: usize,
@@ -103,6 +111,32 @@ async fn main() -> Result<()> {
     let parts =
         ApiServerParts::new(Arc::clone(&store), auth, args.watch_cache_size, ranges).await?;
     tokio::spawn(compaction::run(store, compaction::INTERVAL));
+    let scheduler_config = match &args.scheduler_config {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => String::new(),
+    };
+    let scheduler_config =
+        SchedulerConfig::from_yaml(&scheduler_config).context("the scheduler configuration")?;
+    // Validate it now, so that a bad file stops the process at start rather than on election.
+    Scheduler::new(&scheduler_config).context("the scheduler configuration")?;
+    let loopback = args.listen[0];
+    let internal = ClientConfig {
+        server: format!(
+            "https://{}",
+            if loopback.ip().is_unspecified() {
+                SocketAddr::from(([127, 0, 0, 1], loopback.port()))
+            } else {
+                loopback
+            }
+        ),
+        certificate_authority: pki.ca_pem.clone(),
+        token: parts.auth.admin_token().to_string(),
+        namespace: "default".into(),
+    };
+    tokio::spawn(lead(Client::new(&internal)?, scheduler_config));
+
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
@@ -134,4 +168,45 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
         ));
     }
     Ok((low, high))
+}
+
+/// Campaigns for leadership and, while leading, runs the scheduler (and, as they land, the
+/// controllers); several `skiff-control` processes serve the API but only one acts.
+async fn lead(client: Client, scheduler_config: SchedulerConfig) {
+    let identity = format!("skiff-control-{}-{}", std::process::id(), &uuid_suffix());
+    let events = EventRecorder::new(client.clone(), "skiff-control", &identity);
+    let elector = LeaderElector::new(
+        client.clone(),
+        "kube-system",
+        "skiff-control",
+        &identity,
+        ElectionTimings::default(),
+    )
+    .with_events(events);
+    let mut leading = elector.spawn();
+    loop {
+        if leading.wait_for(|&l| l).await.is_err() {
+            return;
+        }
+        let scheduler = match Scheduler::new(&scheduler_config) {
+            Ok(scheduler) => scheduler,
+            Err(error) => {
+                tracing::error!(%error, "the scheduler configuration is invalid");
+                return;
+            }
+        };
+        let recorder = EventRecorder::new(client.clone(), "default-scheduler", &identity);
+        let mut lost = leading.clone();
+        let stop = async move {
+            let _ = lost.wait_for(|&l| !l).await;
+        };
+        runner::run(client.clone(), recorder, scheduler, stop).await;
+    }
+}
+
+fn uuid_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{nanos:08x}")
 }

@@ -82,6 +82,7 @@ mod pod_info;
 pub mod profile;
 pub mod queue;
 pub mod registry;
+pub mod runner;
 mod snapshot;
 pub mod topology;
 

@@ -1,0 +1,256 @@
+//! The scheduler against the API: informers on nodes, pods and namespaces feed the
+//! [`Scheduler`]; a loop pops pending pods, runs a cycle each, and carries out the decision:
+//! binds (in the background, so the next pod is scheduled while the bind is in flight),
+//! evicts preemption victims, and reports unschedulable pods with a `PodScheduled=False`
+//! condition and a `FailedScheduling` event, as kube-scheduler does.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use skiff_api::k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use skiff_api::{
+    client::{Client, DeleteParams},
+    runtime::{Change, Config as WatchConfig, Informer},
+};
+use tracing::{debug, info, warn};
+
+use super::{ScheduleResult, Scheduler};
+use crate::events::{EventRecorder, EventType};
+
+/// Runs the scheduler until `stop` completes.
+pub async fn run(
+    client: Client,
+    events: EventRecorder,
+    scheduler: Scheduler,
+    stop: impl Future<Output = ()>,
+) {
+    let scheduler = Arc::new(Mutex::new(scheduler));
+    let queue = Arc::clone(lock(&scheduler).queue());
+    let nodes = Informer::<Node>::new(client.clone(), "nodes", "", WatchConfig::default());
+    let pods = Informer::<Pod>::new(client.clone(), "pods", "", WatchConfig::default());
+    let namespaces =
+        Informer::<Namespace>::new(client.clone(), "namespaces", "", WatchConfig::default());
+    let feeders = [
+        tokio::spawn(feed_nodes(nodes.subscribe(), Arc::clone(&scheduler))),
+        tokio::spawn(feed_pods(pods.subscribe(), Arc::clone(&scheduler))),
+        tokio::spawn(feed_namespaces(
+            namespaces.subscribe(),
+            Arc::clone(&scheduler),
+        )),
+    ];
+    nodes.store().wait_until_ready().await;
+    pods.store().wait_until_ready().await;
+    info!("scheduler started");
+
+    let schedule = async {
+        while let Some(queued) = queue.pop().await {
+            let result = lock(&scheduler).schedule_one(queued);
+            act(&client, &events, &scheduler, result).await;
+        }
+    };
+    tokio::select! {
+        () = schedule => {}
+        () = stop => {}
+    }
+    queue.close();
+    for feeder in feeders {
+        feeder.abort();
+    }
+    info!("scheduler stopped");
+}
+
+fn lock(scheduler: &Mutex<Scheduler>) -> MutexGuard<'_, Scheduler> {
+    scheduler.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn act(
+    client: &Client,
+    events: &EventRecorder,
+    scheduler: &Arc<Mutex<Scheduler>>,
+    result: ScheduleResult,
+) {
+    match result {
+        ScheduleResult::Bind { pod, node } => {
+            let (client, events, scheduler) =
+                (client.clone(), events.clone(), Arc::clone(scheduler));
+            tokio::spawn(async move {
+                let (namespace, name) = names(&pod);
+                match client.bind_pod(&namespace, &name, &node).await {
+                    Ok(_) => {
+                        lock(&scheduler).confirm(&pod);
+                        let message = format!("Successfully assigned {namespace}/{name} to {node}");
+                        events
+                            .record(&pod_json(&pod), EventType::Normal, "Scheduled", &message)
+                            .await;
+                    }
+                    Err(error) => {
+                        warn!(%error, pod = %name, %node, "binding failed; the pod is retried");
+                        lock(&scheduler).forget(&pod);
+                    }
+                }
+            });
+        }
+        ScheduleResult::Unschedulable { pod, diagnosis } => {
+            report_unschedulable(client, events, &pod, &diagnosis.message(), None).await;
+        }
+        ScheduleResult::Preempt {
+            pod,
+            node,
+            victims,
+            clear_nomination,
+            diagnosis,
+        } => {
+            for victim in &victims {
+                let (namespace, name) = names(victim);
+                let message = format!(
+                    "Preempted by pod {} on node {node}",
+                    pod.metadata.uid.as_deref().unwrap_or("")
+                );
+                events
+                    .record(&pod_json(victim), EventType::Normal, "Preempted", &message)
+                    .await;
+                if let Err(error) = client
+                    .delete("pods", &namespace, &name, &DeleteParams::default())
+                    .await
+                {
+                    warn!(%error, pod = %name, "evicting a preemption victim failed");
+                }
+            }
+            for other in &clear_nomination {
+                let (namespace, name) = names(other);
+                let patch = json!({"status": {"nominatedNodeName": null}});
+                let _ = client
+                    .patch("pods", &namespace, &name, &patch, "status")
+                    .await;
+            }
+            report_unschedulable(client, events, &pod, &diagnosis.message(), Some(&node)).await;
+        }
+        ScheduleResult::Error { pod, message } => {
+            warn!(pod = ?pod.metadata.name, %message, "scheduling cycle failed");
+            events
+                .record(
+                    &pod_json(&pod),
+                    EventType::Warning,
+                    "FailedScheduling",
+                    &message,
+                )
+                .await;
+        }
+        ScheduleResult::Skipped { pod, reason } => {
+            debug!(pod = ?pod.metadata.name, ?reason, "skipped")
+        }
+    }
+}
+
+async fn report_unschedulable(
+    client: &Client,
+    events: &EventRecorder,
+    pod: &Pod,
+    message: &str,
+    nominated: Option<&str>,
+) {
+    let (namespace, name) = names(pod);
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut conditions: Vec<Value> = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|c| {
+            c.iter()
+                .filter(|c| c.type_ != "PodScheduled")
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    conditions.push(json!({
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastTransitionTime": now,
+    }));
+    let mut status = json!({"conditions": conditions});
+    if let Some(node) = nominated {
+        status["nominatedNodeName"] = json!(node);
+    }
+    if let Err(error) = client
+        .patch(
+            "pods",
+            &namespace,
+            &name,
+            &json!({"status": status}),
+            "status",
+        )
+        .await
+    {
+        debug!(%error, pod = %name, "reporting an unschedulable pod failed");
+    }
+    events
+        .record(
+            &pod_json(pod),
+            EventType::Warning,
+            "FailedScheduling",
+            message,
+        )
+        .await;
+}
+
+fn names(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn pod_json(pod: &Pod) -> Value {
+    let mut value = serde_json::to_value(pod).unwrap_or(Value::Null);
+    value["apiVersion"] = json!("v1");
+    value["kind"] = json!("Pod");
+    value
+}
+
+async fn feed_nodes(
+    mut changes: skiff_api::runtime::Subscription<Node>,
+    scheduler: Arc<Mutex<Scheduler>>,
+) {
+    while let Some(change) = changes.recv().await {
+        let mut s = lock(&scheduler);
+        match change {
+            Change::Added(node) => s.node_added((*node).clone()),
+            Change::Updated { old, new } => s.node_updated(&old, (*new).clone()),
+            Change::Deleted(node) => s.node_deleted(&node),
+            Change::Resynced => {}
+        }
+    }
+}
+
+async fn feed_pods(
+    mut changes: skiff_api::runtime::Subscription<Pod>,
+    scheduler: Arc<Mutex<Scheduler>>,
+) {
+    while let Some(change) = changes.recv().await {
+        let mut s = lock(&scheduler);
+        match change {
+            Change::Added(pod) => s.pod_added((*pod).clone()),
+            Change::Updated { old, new } => s.pod_updated(&old, (*new).clone()),
+            Change::Deleted(pod) => s.pod_deleted(&pod),
+            Change::Resynced => {}
+        }
+    }
+}
+
+async fn feed_namespaces(
+    mut changes: skiff_api::runtime::Subscription<Namespace>,
+    scheduler: Arc<Mutex<Scheduler>>,
+) {
+    while let Some(change) = changes.recv().await {
+        let mut s = lock(&scheduler);
+        match change {
+            Change::Added(ns) | Change::Updated { new: ns, .. } => s.namespace_updated(&ns),
+            Change::Deleted(ns) => s.namespace_deleted(ns.metadata.name.as_deref().unwrap_or("")),
+            Change::Resynced => {}
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! End-to-end tests of the scheduler inside `skiff-control`: pods on hollow nodes (Node
+//! objects with no agent, like kubemark's) land where their constraints say, stay Pending
+//! with kube-scheduler's reason when nothing fits, and preempt lower-priority pods.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use skiff_api::client::{Client, DeleteParams, ListParams};
+use skiff_tests::control::{Backend, ControlPlane};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn node(name: &str, cpu: &str, labels: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
+            "capacity": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+    })
+}
+
+fn pod(name: &str, cpu: &str, extra: Value) -> Value {
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "skiff.local/demo:1.0",
+            "resources": {"requests": {"cpu": cpu}}}]}
+    });
+    if let (Some(spec), Some(extra)) = (pod["spec"].as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    pod
+}
+
+async fn start() -> (ControlPlane, Client) {
+    let control = tokio::task::spawn_blocking(|| ControlPlane::start(Backend::Embedded))
+        .await
+        .unwrap()
+        .unwrap();
+    let client = control.admin_client().unwrap();
+    (control, client)
+}
+
+async fn wait_pod(
+    client: &Client,
+    name: &str,
+    what: &str,
+    accept: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let pod = client
+            .get("pods", "default", name)
+            .await
+            .unwrap_or(Value::Null);
+        if accept(&pod) {
+            return pod;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last: {pod}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn node_name(pod: &Value) -> Option<&str> {
+    pod["spec"]["nodeName"].as_str()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_land_on_the_nodes_their_constraints_allow() {
+    let (_control, client) = start().await;
+    client
+        .create("nodes", "", &node("small", "1", json!({"disk": "hdd"})))
+        .await
+        .unwrap();
+    client
+        .create("nodes", "", &node("ssd", "4", json!({"disk": "ssd"})))
+        .await
+        .unwrap();
+
+    client
+        .create(
+            "pods",
+            "default",
+            &pod(
+                "wants-ssd",
+                "100m",
+                json!({"nodeSelector": {"disk": "ssd"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    client
+        .create("pods", "default", &pod("big", "3", json!({})))
+        .await
+        .unwrap();
+    let wants_ssd = wait_pod(&client, "wants-ssd", "wants-ssd to be bound", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    assert_eq!(node_name(&wants_ssd), Some("ssd"));
+    let big = wait_pod(&client, "big", "big to be bound", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    assert_eq!(node_name(&big), Some("ssd"), "only ssd has 3 CPUs free");
+
+    // Nothing has 8 CPUs: Pending, with the reason per node, as kube-scheduler words it.
+    client
+        .create("pods", "default", &pod("huge", "8", json!({})))
+        .await
+        .unwrap();
+    let huge = wait_pod(&client, "huge", "huge to be reported unschedulable", |p| {
+        p["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+        })
+    })
+    .await;
+    assert!(node_name(&huge).is_none());
+    let condition = huge["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .unwrap();
+    assert_eq!(condition["reason"], "Unschedulable");
+    let message = condition["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("0/2 nodes are available: 2 Insufficient cpu."),
+        "{message}"
+    );
+    let params = ListParams {
+        field_selector: "involvedObject.name=huge".into(),
+        ..Default::default()
+    };
+    let events = client.list("events", "default", &params).await.unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e["reason"] == "FailedScheduling"),
+        "{:?}",
+        events.items
+    );
+
+    // A node that arrives later lets it schedule (the queue retries on the node event).
+    client
+        .create("nodes", "", &node("large", "16", json!({})))
+        .await
+        .unwrap();
+    let huge = wait_pod(&client, "huge", "huge to land on the new node", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    assert_eq!(node_name(&huge), Some("large"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_priority_pod_preempts_a_lower_priority_one() {
+    let (_control, client) = start().await;
+    client
+        .create("nodes", "", &node("only", "1", json!({})))
+        .await
+        .unwrap();
+    client
+        .create(
+            "pods",
+            "default",
+            &pod("low", "800m", json!({"priority": 10})),
+        )
+        .await
+        .unwrap();
+    wait_pod(&client, "low", "low to be bound", |p| {
+        node_name(p) == Some("only")
+    })
+    .await;
+
+    client
+        .create(
+            "pods",
+            "default",
+            &pod("high", "800m", json!({"priority": 1000})),
+        )
+        .await
+        .unwrap();
+    // The victim is evicted gracefully (marked for deletion), the preemptor nominated.
+    let low = wait_pod(&client, "low", "low to be evicted", |p| {
+        p["metadata"]["deletionTimestamp"].is_string()
+    })
+    .await;
+    assert_eq!(low["metadata"]["deletionGracePeriodSeconds"], 30);
+    let high = wait_pod(&client, "high", "high to be nominated", |p| {
+        p["status"]["nominatedNodeName"] == "only"
+    })
+    .await;
+    assert!(node_name(&high).is_none(), "it waits for the victim to go");
+    // The node's agent would now stop `low` and confirm; this test plays that part.
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    client.delete("pods", "default", "low", &now).await.unwrap();
+    let high = wait_pod(&client, "high", "high to be bound", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    assert_eq!(node_name(&high), Some("only"));
+}
