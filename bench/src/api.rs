@@ -91,7 +91,10 @@ async fn measure(config: &ClientConfig, label: &str, report: &mut Report) -> Res
     let mut samples = Vec::new();
     for _ in 0..LIST_ROUNDS {
         let started = Instant::now();
-        let list = client.list("pods", "", &ListParams::default()).await.context("listing pods")?;
+        let list = client
+            .list("pods", "", &ListParams::default())
+            .await
+            .context("listing pods")?;
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(
             list.items.len() == LIST_PODS,

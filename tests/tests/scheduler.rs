@@ -167,14 +167,37 @@ async fn a_high_priority_pod_preempts_a_lower_priority_one() {
         .create("nodes", "", &node("only", "1", json!({})))
         .await
         .unwrap();
-    client
+    for (name, value) in [("low", 10), ("high", 1000)] {
+        let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value});
+        client.create("priorityclasses", "", &class).await.unwrap();
+    }
+    let missing = client
         .create(
             "pods",
             "default",
-            &pod("low", "800m", json!({"priority": 10})),
+            &pod("x", "1m", json!({"priorityClassName": "nope"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("no PriorityClass with name nope was found"),
+        "{missing}"
+    );
+    let low = client
+        .create(
+            "pods",
+            "default",
+            &pod("low", "800m", json!({"priorityClassName": "low"})),
         )
         .await
         .unwrap();
+    assert_eq!(
+        low["spec"]["priority"], 10,
+        "the priority comes from the class"
+    );
     wait_pod(&client, "low", "low to be bound", |p| {
         node_name(p) == Some("only")
     })
@@ -184,7 +207,7 @@ async fn a_high_priority_pod_preempts_a_lower_priority_one() {
         .create(
             "pods",
             "default",
-            &pod("high", "800m", json!({"priority": 1000})),
+            &pod("high", "800m", json!({"priorityClassName": "high"})),
         )
         .await
         .unwrap();
@@ -210,4 +233,101 @@ async fn a_high_priority_pod_preempts_a_lower_priority_one() {
     })
     .await;
     assert_eq!(node_name(&high), Some("only"));
+}
+
+fn unschedulable_message(pod: &Value) -> Option<String> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+        .and_then(|c| c["message"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taints_anti_affinity_and_host_ports_keep_pods_apart() {
+    let (_control, client) = start().await;
+    let mut tainted = node("gpu", "8", json!({"kubernetes.io/hostname": "gpu"}));
+    tainted["spec"] =
+        json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]});
+    client.create("nodes", "", &tainted).await.unwrap();
+    client
+        .create(
+            "nodes",
+            "",
+            &node("a", "8", json!({"kubernetes.io/hostname": "a"})),
+        )
+        .await
+        .unwrap();
+    client
+        .create(
+            "nodes",
+            "",
+            &node("b", "8", json!({"kubernetes.io/hostname": "b"})),
+        )
+        .await
+        .unwrap();
+
+    // Replicas that must not share a host: never on the tainted node, never together.
+    let anti = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+    for name in ["web-1", "web-2"] {
+        let mut p = pod(name, "100m", json!({"affinity": anti}));
+        p["metadata"]["labels"] = json!({"app": "web"});
+        client.create("pods", "default", &p).await.unwrap();
+    }
+    let first = wait_pod(&client, "web-1", "web-1 bound", |p| node_name(p).is_some()).await;
+    let second = wait_pod(&client, "web-2", "web-2 bound", |p| node_name(p).is_some()).await;
+    let mut hosts = [
+        node_name(&first).unwrap().to_string(),
+        node_name(&second).unwrap().to_string(),
+    ];
+    hosts.sort();
+    assert_eq!(hosts, ["a", "b"]);
+    let mut third = pod("web-3", "100m", json!({"affinity": anti}));
+    third["metadata"]["labels"] = json!({"app": "web"});
+    client.create("pods", "default", &third).await.unwrap();
+    let third = wait_pod(&client, "web-3", "web-3 reported unschedulable", |p| {
+        unschedulable_message(p).is_some()
+    })
+    .await;
+    let message = unschedulable_message(&third).unwrap();
+    assert!(
+        message.contains("1 node(s) had untolerated taint {dedicated: gpu}"),
+        "{message}"
+    );
+    assert!(
+        message.contains("2 node(s) didn't match pod anti-affinity rules"),
+        "{message}"
+    );
+
+    // A toleration opens the tainted node.
+    let tolerant = pod(
+        "tolerant",
+        "100m",
+        json!({
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
+            "nodeSelector": {"kubernetes.io/hostname": "gpu"}
+        }),
+    );
+    client.create("pods", "default", &tolerant).await.unwrap();
+    let tolerant = wait_pod(&client, "tolerant", "tolerant bound", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    assert_eq!(node_name(&tolerant), Some("gpu"));
+    // One host port per node: two pods asking for it land on different nodes.
+    for name in ["port-1", "port-2"] {
+        let mut p = pod(name, "100m", json!({}));
+        p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80, "hostPort": 8080}]);
+        client.create("pods", "default", &p).await.unwrap();
+    }
+    let p1 = wait_pod(&client, "port-1", "port-1 bound", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    let p2 = wait_pod(&client, "port-2", "port-2 bound", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    assert_ne!(node_name(&p1), node_name(&p2));
 }

@@ -180,6 +180,10 @@ impl Objects {
         if let Some(ns) = &namespace {
             self.check_namespace_accepts(ns).await?;
         }
+        let mut body = body;
+        if rt.kind == "Pod" {
+            self.resolve_priority(&name, &mut body).await?;
+        }
         let key = rt.key(namespace.as_deref(), &name);
         if dry_run {
             let bytes = serde_json::to_vec(&body).map_err(internal)?;
@@ -638,6 +642,76 @@ impl Objects {
         Ok(served(&old.key, &deleted.prev.value, deleted.prev.mod_revision)?.bytes)
     }
 
+    /// The Priority admission step: `spec.priority` comes from the pod's
+    /// `priorityClassName` (or the global default class), never from the user.
+    async fn resolve_priority(&self, name: &str, pod: &mut Value) -> Result<(), ApiError> {
+        let requested = pod
+            .pointer("/spec/priorityClassName")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty());
+        let class = match requested {
+            Some(class_name) => {
+                let value = match builtin_priority(class_name) {
+                    Some(value) => value,
+                    None => {
+                        let kv = self
+                            .store()
+                            .get(&format!("/registry/priorityclasses/{class_name}"))
+                            .await
+                            .map_err(|e| ApiError::new(Reason::ServiceUnavailable, format!("storage: {e}")))?
+                            .ok_or_else(|| {
+                                ApiError::new(
+                                    Reason::Forbidden,
+                                    format!("pods \"{name}\" is forbidden: no PriorityClass with name {class_name} was found"),
+                                )
+                            })?;
+                        let class: Value = serde_json::from_slice(&kv.value).map_err(internal)?;
+                        class["value"].as_i64().unwrap_or(0)
+                    }
+                };
+                Some((class_name.to_string(), value))
+            }
+            None => {
+                let (classes, _, _) = self
+                    .cache
+                    .list("/registry/priorityclasses/", None, 0, |c| {
+                        c.value["globalDefault"] == Value::Bool(true)
+                    })
+                    .await
+                    .map_err(cache_error)?;
+                classes.first().map(|c| {
+                    (
+                        c.value
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        c.value["value"].as_i64().unwrap_or(0),
+                    )
+                })
+            }
+        };
+        let (class_name, value) = class.unwrap_or_default();
+        if let Some(given) = pod.pointer("/spec/priority").and_then(Value::as_i64)
+            && given != value
+        {
+            return Err(ApiError::new(
+                Reason::Forbidden,
+                format!(
+                    "pods \"{name}\" is forbidden: the integer value of priority ({given}) must not be provided in pod spec; \
+                     priority admission controller computed {value} from the given PriorityClass name"
+                ),
+            ));
+        }
+        if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("priority".into(), json!(value));
+            if !class_name.is_empty() {
+                spec.insert("priorityClassName".into(), json!(class_name));
+            }
+        }
+        Ok(())
+    }
+
     async fn check_namespace_accepts(&self, namespace: &str) -> Result<(), ApiError> {
         let key = format!("/registry/namespaces/{namespace}");
         let kv = self
@@ -744,6 +818,16 @@ fn object_name(body: &Value) -> Result<String, ApiError> {
             });
             error
         })
+}
+
+/// The classes every cluster has (Kubernetes' `system-cluster-critical` and
+/// `system-node-critical`).
+fn builtin_priority(class: &str) -> Option<i64> {
+    match class {
+        "system-cluster-critical" => Some(2_000_000_000),
+        "system-node-critical" => Some(2_000_001_000),
+        _ => None,
+    }
 }
 
 /// Status is written by controllers and agents, never by a create: each type starts from
