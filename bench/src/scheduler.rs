@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
-use skiff_api::client::{Client, EventType, ListParams, WatchParams};
+use skiff_api::{
+    client::Client,
+    runtime::{Config as WatchConfig, Event as WatchEvent, Watcher},
+};
 use skiff_tests::control::{Backend, ControlPlane};
 
 use crate::report::{Report, SKIFF};
@@ -48,7 +51,7 @@ impl Workload {
         });
         match self {
             Workload::Default => {}
-            Workload::HalfAntiAffinity if i % 2 == 0 => {
+            Workload::HalfAntiAffinity if i.is_multiple_of(2) => {
                 pod["spec"]["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
                     "labelSelector": {"matchLabels": {"app": format!("app-{}", i % 100)}},
                     "topologyKey": "kubernetes.io/hostname"
@@ -140,20 +143,8 @@ async fn create_all(
 
 async fn measure(client: &Client, workload: Workload) -> Result<f64> {
     create_all(client, "nodes", "", (0..NODES).map(node).collect()).await?;
-    let start_rv = client
-        .list("pods", "default", &ListParams::default())
-        .await?
-        .resource_version;
-    let mut watch = client
-        .watch(
-            "pods",
-            "default",
-            &WatchParams {
-                resource_version: start_rv,
-                ..WatchParams::default()
-            },
-        )
-        .await?;
+    // A resilient watcher (it resumes or relists on any break) counts the bound pods.
+    let mut watcher = Watcher::new(client.clone(), "pods", "default", WatchConfig::default());
     let started = Instant::now();
     let creating = {
         let client = client.clone();
@@ -169,21 +160,26 @@ async fn measure(client: &Client, workload: Workload) -> Result<f64> {
     };
     let mut bound = std::collections::HashSet::new();
     let deadline = Duration::from_secs(600);
+    let name_if_bound = |pod: &Value| -> Option<String> {
+        pod["spec"]["nodeName"]
+            .as_str()
+            .and(pod["metadata"]["name"].as_str())
+            .map(str::to_string)
+    };
     while bound.len() < PODS {
         let left = deadline.saturating_sub(started.elapsed());
-        let Ok(Some(event)) = tokio::time::timeout(left, watch.next()).await else {
+        let Ok(event) = tokio::time::timeout(left, watcher.next()).await else {
             bail!(
                 "only {} of {PODS} pods were bound within {deadline:?}",
                 bound.len()
             );
         };
-        let event = event?;
-        if event.event_type == EventType::Modified
-            && let Some(name) = event.object["spec"]["nodeName"]
-                .as_str()
-                .and(event.object["metadata"]["name"].as_str())
-        {
-            bound.insert(name.to_string());
+        match event {
+            WatchEvent::Applied(pod) => bound.extend(name_if_bound(&pod)),
+            WatchEvent::Restarted { objects, .. } => {
+                bound.extend(objects.iter().filter_map(name_if_bound))
+            }
+            WatchEvent::Deleted(_) => {}
         }
     }
     let elapsed = started.elapsed();

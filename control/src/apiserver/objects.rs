@@ -189,7 +189,6 @@ impl Objects {
             let bytes = serde_json::to_vec(&body).map_err(internal)?;
             return Ok(served(&key, &bytes, 0)?.bytes);
         }
-        let mut body = body;
         let allocated = self.allocate(rt, &mut body, None).await?;
         let bytes = Bytes::from(serde_json::to_vec(&body).map_err(internal)?);
         let revision = match self.store().create(&key, bytes.clone(), None).await {
