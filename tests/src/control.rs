@@ -13,7 +13,7 @@ use skiff_api::client::{Client, ClientConfig};
 
 use crate::{
     etcd::EtcdServer,
-    process::{ChildGuard, free_port, kill_with_parent, workspace_binary},
+    process::{ChildGuard, free_port, spawn_guarded, workspace_binary},
 };
 
 const STARTUP: Duration = Duration::from_secs(30);
@@ -89,8 +89,7 @@ impl ControlPlane {
         if let Some(etcd) = &self.etcd {
             command.arg("--etcd-servers").arg(etcd.client_url());
         }
-        kill_with_parent(&mut command);
-        let mut child = ChildGuard(command.spawn().context("spawn skiff-control")?);
+        let mut child = spawn_guarded(command).context("spawn skiff-control")?;
         let deadline = Instant::now() + STARTUP;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err()
             || !self.admin_config_path().exists()

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{ChildGuard, free_port, kill_with_parent};
+use crate::process::{ChildGuard, free_port, spawn_guarded};
 
 /// How long an etcd server may take to answer its health check.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -77,12 +77,8 @@ impl EtcdServer {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        kill_with_parent(&mut command);
-        let child = ChildGuard(
-            command
-                .spawn()
-                .with_context(|| format!("spawn {}", binary.display()))?,
-        );
+        let child =
+            spawn_guarded(command).with_context(|| format!("spawn {}", binary.display()))?;
         let mut server = Self {
             child,
             client_url,

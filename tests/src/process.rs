@@ -38,8 +38,47 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Has the kernel kill the child if the test process dies without running destructors.
-pub fn kill_with_parent(command: &mut Command) {
+/// Spawns `command` so that the kernel kills it if the test process dies without running
+/// destructors (PR_SET_PDEATHSIG), and returns a guard that kills it on drop.
+///
+/// The death signal follows the *thread* that forked the child, so every child is forked
+/// by one thread that lives as long as the process: a child spawned from a short-lived
+/// thread (a tokio blocking task) would otherwise be killed when that thread exits.
+///
+/// # Errors
+/// When the command cannot be started.
+pub fn spawn_guarded(mut command: Command) -> std::io::Result<ChildGuard> {
+    use std::sync::{Mutex, OnceLock, mpsc};
+    type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    kill_with_parent(&mut command);
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("child-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("start the child spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("the child spawner thread is gone"))?;
+    let child = answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the child spawner thread is gone"))??;
+    Ok(ChildGuard(child))
+}
+
+/// Has the kernel kill the child when the thread that forks it exits (see
+/// [`spawn_guarded`], which makes that the whole test process).
+fn kill_with_parent(command: &mut Command) {
     // SAFETY: the closure runs in the forked child before exec and only calls `prctl`, which
     // is async-signal-safe; it touches no memory shared with the parent.
     unsafe {

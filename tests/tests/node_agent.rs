@@ -12,7 +12,7 @@ use skiff_api::client::Client;
 use skiff_tests::{
     control::{Backend, ControlPlane},
     netns::{HostLink, Netns},
-    process::{ChildGuard, kill_with_parent, workspace_binary},
+    process::{ChildGuard, spawn_guarded, workspace_binary},
     require_root,
 };
 
@@ -53,8 +53,7 @@ fn start_agent(control: &ControlPlane, node: &Node) -> ChildGuard {
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
-    kill_with_parent(&mut command);
-    ChildGuard(command.spawn().expect("spawn skiff-agent"))
+    spawn_guarded(command).expect("spawn skiff-agent")
 }
 
 async fn wait_for_object(
