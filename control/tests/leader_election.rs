@@ -32,9 +32,9 @@ async fn a_second_candidate_takes_over_only_when_the_leader_stops_renewing() {
         .unwrap();
     let client = control.admin_client().unwrap();
     let events = EventRecorder::new(client.clone(), "skiff-control", "test");
-    let a = LeaderElector::new(client.clone(), "kube-system", "skiff-control", "a", TIMINGS)
+    let a = LeaderElector::new(client.clone(), "kube-system", "test-election", "a", TIMINGS)
         .with_events(events);
-    let b = LeaderElector::new(client.clone(), "kube-system", "skiff-control", "b", TIMINGS);
+    let b = LeaderElector::new(client.clone(), "kube-system", "test-election", "b", TIMINGS);
 
     let mut a_leading = a.spawn();
     wait_leading(&mut a_leading, Duration::from_secs(10), "a").await;
@@ -50,14 +50,14 @@ async fn a_second_candidate_takes_over_only_when_the_leader_stops_renewing() {
     drop(a_leading);
     wait_leading(&mut b_leading, TIMINGS.lease_duration * 4, "b").await;
     let lease = client
-        .get("leases", "kube-system", "skiff-control")
+        .get("leases", "kube-system", "test-election")
         .await
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
     // a's leadership was recorded as an Event on the Lease.
     let params = ListParams {
-        field_selector: "involvedObject.name=skiff-control".into(),
+        field_selector: "involvedObject.name=test-election".into(),
         ..Default::default()
     };
     let events = client.list("events", "kube-system", &params).await.unwrap();
