@@ -441,6 +441,8 @@ fn service(name: &str, node_port: Option<i64>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_get_a_cluster_ip_and_node_port_that_are_never_handed_out_twice() {
     let (control, client) = start(Backend::Embedded).await;
+    let kubernetes = client.get("services", "default", "kubernetes").await.unwrap();
+    assert_eq!(kubernetes["spec"]["clusterIP"], "10.96.0.1", "the first address is the API's own");
     let a = client
         .create("services", "default", &service("a", Some(30080)))
         .await

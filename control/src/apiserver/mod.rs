@@ -14,6 +14,7 @@ pub mod watch_cache;
 
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
+use bytes::Bytes;
 use serde_json::json;
 use skiff_api::{proto::api_server::ApiServer, resources};
 use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
@@ -134,6 +135,39 @@ impl ApiServerParts {
                         message: e.message,
                     });
                 }
+            }
+        }
+        // The `kubernetes` Service holds the first address of the range, as in Kubernetes.
+        let first_ip = std::net::Ipv4Addr::from(u32::from(services.cluster_ips.network) + 1);
+        let kubernetes = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": first_ip.to_string(),
+                "ports": [{"name": "https", "port": 443, "targetPort": 6443, "protocol": "TCP"}]},
+        });
+        // Checked first: on a restart, re-creating it would fail on its own address.
+        let exists = objects
+            .get(service_type, "default", "kubernetes")
+            .await
+            .is_ok();
+        let created = match exists {
+            true => Ok(Bytes::new()),
+            false => {
+                objects
+                    .create(service_type, "default", kubernetes, false)
+                    .await
+            }
+        };
+        match created {
+            Ok(_) if exists => {}
+            Ok(_) => info!(ip = %first_ip, "created the kubernetes service"),
+            Err(e) if e.is(skiff_api::status::Reason::AlreadyExists) => {}
+            Err(e) => {
+                return Err(ServeError::Bootstrap {
+                    namespace: "default".into(),
+                    message: format!("creating the kubernetes service: {}", e.message),
+                });
             }
         }
         Ok(Self { objects, auth })

@@ -400,44 +400,53 @@ impl Objects {
                 });
                 error
             })?;
-        let old = self.get_current(rt, namespace, &name).await?;
-        let cannot = |why: String| {
-            ApiError::new(
-                Reason::Conflict,
-                format!("Operation cannot be fulfilled on pods/binding \"{name}\": {why}"),
-            )
-        };
-        if let Some(assigned) = old
-            .value
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        {
-            return Err(cannot(format!(
-                "pod {name} is already assigned to node \"{assigned}\""
-            )));
+        // Like Kubernetes' GuaranteedUpdate: a concurrent status write is no reason to fail
+        // the binding; re-read and try again while the pod is still unassigned.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let old = self.get_current(rt, namespace, &name).await?;
+            let cannot = |why: String| {
+                ApiError::new(
+                    Reason::Conflict,
+                    format!("Operation cannot be fulfilled on pods/binding \"{name}\": {why}"),
+                )
+            };
+            if let Some(assigned) = old
+                .value
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(cannot(format!(
+                    "pod {name} is already assigned to node \"{assigned}\""
+                )));
+            }
+            if old.value.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(cannot(format!(
+                    "pod {name} is being deleted, cannot be assigned to a host"
+                )));
+            }
+            let mut pod = old.value.clone();
+            remove_rv(&mut pod);
+            if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("nodeName".into(), Value::String(node.to_string()));
+            }
+            set_condition(
+                &mut pod,
+                json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now()}),
+            );
+            let bytes = Bytes::from(serde_json::to_vec(&pod).map_err(internal)?);
+            match self
+                .store()
+                .update(&old.key, bytes.clone(), Some(old.mod_revision))
+                .await
+            {
+                Ok(revision) => return Ok(served(&old.key, &bytes, revision)?.bytes),
+                Err(StoreError::Conflict { .. }) if attempt < PATCH_ATTEMPTS => continue,
+                Err(e) => return Err(store_error(rt, &name, e)),
+            }
         }
-        if old.value.pointer("/metadata/deletionTimestamp").is_some() {
-            return Err(cannot(format!(
-                "pod {name} is being deleted, cannot be assigned to a host"
-            )));
-        }
-        let mut pod = old.value.clone();
-        remove_rv(&mut pod);
-        if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("nodeName".into(), Value::String(node.to_string()));
-        }
-        set_condition(
-            &mut pod,
-            json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now()}),
-        );
-        let bytes = Bytes::from(serde_json::to_vec(&pod).map_err(internal)?);
-        let revision = self
-            .store()
-            .update(&old.key, bytes.clone(), Some(old.mod_revision))
-            .await
-            .map_err(|e| store_error(rt, &name, e))?;
-        Ok(served(&old.key, &bytes, revision)?.bytes)
     }
 
     /// Validates and stores `new` in place of `old` (compare-and-swap on `old`'s revision).
