@@ -402,7 +402,8 @@ async fn a_pod_is_bound_to_a_node_exactly_once() {
     let (_control, client) = start(Backend::Embedded).await;
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-        "spec": {"containers": [{"name": "c", "image": "skiff.local/demo:1.0"}]}
+        // Another scheduler's pod: the one inside skiff-control leaves it alone.
+        "spec": {"schedulerName": "test-scheduler", "containers": [{"name": "c", "image": "skiff.local/demo:1.0"}]}
     });
     client.create("pods", "default", &pod).await.unwrap();
     let bound = client.bind_pod("default", "p", "node-1").await.unwrap();
@@ -441,8 +442,14 @@ fn service(name: &str, node_port: Option<i64>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_get_a_cluster_ip_and_node_port_that_are_never_handed_out_twice() {
     let (control, client) = start(Backend::Embedded).await;
-    let kubernetes = client.get("services", "default", "kubernetes").await.unwrap();
-    assert_eq!(kubernetes["spec"]["clusterIP"], "10.96.0.1", "the first address is the API's own");
+    let kubernetes = client
+        .get("services", "default", "kubernetes")
+        .await
+        .unwrap();
+    assert_eq!(
+        kubernetes["spec"]["clusterIP"], "10.96.0.1",
+        "the first address is the API's own"
+    );
     let a = client
         .create("services", "default", &service("a", Some(30080)))
         .await
