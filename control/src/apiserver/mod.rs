@@ -39,8 +39,8 @@ pub const SYSTEM_NAMESPACES: [&str; 4] =
 pub enum ServeError {
     #[error("starting the watch cache")]
     Cache(#[from] watch_cache::CacheError),
-    #[error("bootstrapping {namespace}: {message}")]
-    Bootstrap { namespace: String, message: String },
+    #[error("bootstrapping {what}: {message}")]
+    Bootstrap { what: String, message: String },
     #[error("configuring TLS")]
     Tls(#[source] tonic::transport::Error),
     #[error("serving on {address}")]
@@ -108,8 +108,8 @@ impl ApiServerParts {
             )
             .await
             .map_err(|e| ServeError::Bootstrap {
-                namespace: String::new(),
-                message: format!("listing services to repair allocations: {}", e.message),
+                what: "service allocations".into(),
+                message: format!("listing services: {}", e.message),
             })?;
         let stored: Vec<serde_json::Value> = stored
             .items
@@ -120,8 +120,8 @@ impl ApiServerParts {
             .repair(&stored)
             .await
             .map_err(|e| ServeError::Bootstrap {
-                namespace: String::new(),
-                message: format!("repairing service allocations: {e}"),
+                what: "service allocations".into(),
+                message: format!("repairing: {e}"),
             })?;
         let namespaces = resources::by_plural("namespaces").expect("namespaces are served");
         for namespace in SYSTEM_NAMESPACES {
@@ -131,7 +131,7 @@ impl ApiServerParts {
                 Err(e) if e.is(skiff_api::status::Reason::AlreadyExists) => {}
                 Err(e) => {
                     return Err(ServeError::Bootstrap {
-                        namespace: namespace.into(),
+                        what: format!("namespace {namespace}"),
                         message: e.message,
                     });
                 }
@@ -165,8 +165,8 @@ impl ApiServerParts {
             Err(e) if e.is(skiff_api::status::Reason::AlreadyExists) => {}
             Err(e) => {
                 return Err(ServeError::Bootstrap {
-                    namespace: "default".into(),
-                    message: format!("creating the kubernetes service: {}", e.message),
+                    what: "the kubernetes service".into(),
+                    message: e.message,
                 });
             }
         }
