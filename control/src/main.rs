@@ -173,7 +173,10 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
 /// Campaigns for leadership and, while leading, runs the scheduler (and, as they land, the
 /// controllers); several `skiff-control` processes serve the API but only one acts.
 async fn lead(client: Client, scheduler_config: SchedulerConfig) {
-    let identity = format!("skiff-control-{}-{}", std::process::id(), &uuid_suffix());
+    let identity = format!(
+        "skiff-control-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let events = EventRecorder::new(client.clone(), "skiff-control", &identity);
     let elector = LeaderElector::new(
         client.clone(),
@@ -202,11 +205,4 @@ async fn lead(client: Client, scheduler_config: SchedulerConfig) {
         };
         runner::run(client.clone(), recorder, scheduler, stop).await;
     }
-}
-
-fn uuid_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{nanos:08x}")
 }

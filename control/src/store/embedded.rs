@@ -398,6 +398,26 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
+    /// The key's current value, which must exist and, when `expected` is given, still be
+    /// at that revision (the precondition of `update` and `delete`).
+    fn current_at(&self, key: &str, expected: Option<i64>) -> Result<KeyValue, StoreError> {
+        let Some(prev) = self.current(key)? else {
+            return Err(StoreError::NotFound {
+                key: key.to_owned(),
+            });
+        };
+        if let Some(expected) = expected
+            && expected != prev.mod_revision
+        {
+            return Err(StoreError::Conflict {
+                key: key.to_owned(),
+                expected,
+                actual: prev.mod_revision,
+            });
+        }
+        Ok(prev)
+    }
+
     fn current(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         read_current(&self.current, key)
     }
@@ -951,18 +971,7 @@ impl Store for EmbeddedStore {
         let key = key.to_owned();
         self.blocking("update", move |inner| {
             inner.write("update", |t| {
-                let Some(prev) = t.current(&key)? else {
-                    return Err(StoreError::NotFound { key });
-                };
-                if let Some(expected) = expected_mod_revision
-                    && expected != prev.mod_revision
-                {
-                    return Err(StoreError::Conflict {
-                        key,
-                        expected,
-                        actual: prev.mod_revision,
-                    });
-                }
+                let prev = t.current_at(&key, expected_mod_revision)?;
                 let revision = t.revision()? + 1;
                 let kv = KeyValue {
                     key,
@@ -988,18 +997,7 @@ impl Store for EmbeddedStore {
         let key = key.to_owned();
         self.blocking("delete", move |inner| {
             inner.write("delete", |t| {
-                let Some(prev) = t.current(&key)? else {
-                    return Err(StoreError::NotFound { key });
-                };
-                if let Some(expected) = expected_mod_revision
-                    && expected != prev.mod_revision
-                {
-                    return Err(StoreError::Conflict {
-                        key,
-                        expected,
-                        actual: prev.mod_revision,
-                    });
-                }
+                let prev = t.current_at(&key, expected_mod_revision)?;
                 let revision = t.revision()? + 1;
                 t.tombstone(prev.clone(), revision, 0)?;
                 t.set_meta(META_REVISION, revision)?;
