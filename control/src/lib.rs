@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod compaction;
+pub mod controllers;
 pub mod events;
 pub mod leader;
 pub mod scheduler;

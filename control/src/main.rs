@@ -9,6 +9,7 @@ use skiff_api::client::{Client, ClientConfig};
 use skiff_control::{
     apiserver::{self, ApiServerParts, ServiceRanges, allocation::Cidr, auth::Authenticator, tls},
     compaction,
+    controllers::{self, Context as ControllerContext, ControllerOptions, Stop},
     events::EventRecorder,
     leader::{ElectionTimings, LeaderElector},
     scheduler::{Scheduler, SchedulerConfig, runner},
@@ -135,7 +136,11 @@ async fn main() -> Result<()> {
         token: parts.auth.admin_token().to_string(),
         namespace: "default".into(),
     };
-    tokio::spawn(lead(Client::new(&internal)?, scheduler_config));
+    tokio::spawn(lead(
+        Client::new(&internal)?,
+        scheduler_config,
+        ControllerOptions::default(),
+    ));
 
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {
@@ -172,7 +177,12 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
 
 /// Campaigns for leadership and, while leading, runs the scheduler (and, as they land, the
 /// controllers); several `skiff-control` processes serve the API but only one acts.
-async fn lead(client: Client, scheduler_config: SchedulerConfig) {
+async fn lead(
+    client: Client,
+    scheduler_config: SchedulerConfig,
+    controller_options: ControllerOptions,
+) {
+    let controller_options = Arc::new(controller_options);
     let identity = format!(
         "skiff-control-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -203,6 +213,17 @@ async fn lead(client: Client, scheduler_config: SchedulerConfig) {
         let stop = async move {
             let _ = lost.wait_for(|&l| !l).await;
         };
-        runner::run(client.clone(), recorder, scheduler, stop).await;
+        let controllers = controllers::run(
+            ControllerContext {
+                client: client.clone(),
+                options: Arc::clone(&controller_options),
+                identity: identity.clone(),
+            },
+            Stop::when_not_leading(leading.clone()),
+        );
+        tokio::join!(
+            runner::run(client.clone(), recorder, scheduler, stop),
+            controllers
+        );
     }
 }

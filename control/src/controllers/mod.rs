@@ -1,0 +1,70 @@
+//! The controller manager: controllers that converge the cluster toward what its objects
+//! ask for. Each follows one pattern: informer caches feed a deduplicating, rate-limited
+//! work queue, and `reconcile(key)` reads the caches (never the event payload) and acts.
+//! They run only in the `skiff-control` instance that holds the leader Lease.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use skiff_api::client::Client;
+use tokio::{sync::watch, task::JoinSet};
+use tracing::info;
+
+/// Settings shared by the controllers, from `skiff-control`'s flags.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// How long a node's Lease may go unrenewed before the node is Ready=Unknown
+    /// (kube-controller-manager's `--node-monitor-grace-period`, 40 s).
+    pub node_monitor_grace_period: Duration,
+    /// How long pods on an unreachable node stay when they do not say otherwise: the
+    /// toleration seconds the API server adds to pods (300 s).
+    pub default_eviction_seconds: i64,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self {
+            node_monitor_grace_period: Duration::from_secs(40),
+            default_eviction_seconds: 300,
+        }
+    }
+}
+
+/// What every controller gets: a client, the options and this instance's name (for
+/// events).
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub client: Client,
+    pub options: Arc<ControllerOptions>,
+    pub identity: String,
+}
+
+/// A stop signal every controller can wait on; it fires when leadership is lost.
+#[derive(Clone, Debug)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// A signal that fires when `leading` turns false (or its sender goes away).
+    pub fn when_not_leading(leading: watch::Receiver<bool>) -> Self {
+        Self(leading)
+    }
+
+    /// Completes once the controllers must stop.
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|&leading| !leading).await;
+    }
+}
+
+type Runner = fn(Context, Stop) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Every controller, by the name kube-controller-manager gives it.
+const CONTROLLERS: &[(&str, Runner)] = &[];
+
+/// Runs every controller until `stop` fires, then waits for them to finish.
+pub async fn run(context: Context, stop: Stop) {
+    let mut running = JoinSet::new();
+    for (name, runner) in CONTROLLERS {
+        info!(controller = name, "starting controller");
+        running.spawn(runner(context.clone(), stop.clone()));
+    }
+    while running.join_next().await.is_some() {}
+}
