@@ -331,3 +331,146 @@ async fn taints_anti_affinity_and_host_ports_keep_pods_apart() {
     .await;
     assert_ne!(node_name(&p1), node_name(&p2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_spread_node_affinity_and_cordon_place_pods_where_they_must() {
+    let (_control, client) = start().await;
+    for (name, zone, cores) in [("z-a", "a", "2"), ("z-b", "b", "8"), ("z-c", "c", "16")] {
+        let labels = json!({"topology.kubernetes.io/zone": zone, "cores": cores,
+            "kubernetes.io/hostname": name});
+        client
+            .create("nodes", "", &node(name, "8", labels))
+            .await
+            .unwrap();
+    }
+    // A cordoned node in zone a, the only one labelled `special`.
+    let mut cordoned = node(
+        "cordoned",
+        "8",
+        json!({"topology.kubernetes.io/zone": "a", "special": "yes"}),
+    );
+    cordoned["spec"] = json!({"unschedulable": true});
+    client.create("nodes", "", &cordoned).await.unwrap();
+
+    // Six replicas created at once, spread over zones with maxSkew 1: two per zone. The
+    // cordoned node would make zone a roomier, but it takes no pods.
+    let spread = json!({"topologySpreadConstraints": [{
+        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "spread"}}}]});
+    for i in 0..6 {
+        let mut p = pod(&format!("spread-{i}"), "100m", spread.clone());
+        p["metadata"]["labels"] = json!({"app": "spread"});
+        client.create("pods", "default", &p).await.unwrap();
+    }
+    let mut per_zone = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..6 {
+        let bound = wait_pod(&client, &format!("spread-{i}"), "a spread pod bound", |p| {
+            node_name(p).is_some()
+        })
+        .await;
+        let node = node_name(&bound).unwrap();
+        assert_ne!(node, "cordoned", "a cordoned node takes no new pods");
+        let zone = node.trim_start_matches("z-").to_string();
+        *per_zone.entry(zone).or_default() += 1;
+    }
+    assert_eq!(
+        per_zone,
+        [("a".into(), 2), ("b".into(), 2), ("c".into(), 2)].into(),
+        "maxSkew 1 over three zones puts two replicas in each"
+    );
+
+    // Required node affinity with Gt on a numeric label, and NotIn on the zone.
+    let affinity = |expressions: Value| {
+        json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": expressions}]}}}})
+    };
+    client
+        .create(
+            "pods",
+            "default",
+            &pod(
+                "many-cores",
+                "100m",
+                affinity(json!([{"key": "cores", "operator": "Gt", "values": ["10"]}])),
+            ),
+        )
+        .await
+        .unwrap();
+    client
+        .create(
+            "pods",
+            "default",
+            &pod(
+                "not-a-or-c",
+                "100m",
+                affinity(
+                    json!([{"key": "topology.kubernetes.io/zone", "operator": "NotIn",
+                    "values": ["a", "c"]}]),
+                ),
+            ),
+        )
+        .await
+        .unwrap();
+    let many = wait_pod(&client, "many-cores", "many-cores bound", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    assert_eq!(
+        node_name(&many),
+        Some("z-c"),
+        "only z-c has more than 10 cores"
+    );
+    let not_a_or_c = wait_pod(&client, "not-a-or-c", "not-a-or-c bound", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    assert_eq!(node_name(&not_a_or_c), Some("z-b"));
+
+    // The only node that matches is cordoned: Pending, and the message says why per node.
+    client
+        .create(
+            "pods",
+            "default",
+            &pod(
+                "wants-special",
+                "100m",
+                json!({"nodeSelector": {"special": "yes"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let pending = wait_pod(
+        &client,
+        "wants-special",
+        "wants-special unschedulable",
+        |p| unschedulable_message(p).is_some(),
+    )
+    .await;
+    let message = unschedulable_message(&pending).unwrap();
+    assert!(message.starts_with("0/4 nodes are available:"), "{message}");
+    assert!(
+        message.contains("1 node(s) were unschedulable"),
+        "{message}"
+    );
+    assert!(
+        message.contains("3 node(s) didn't match Pod's node affinity/selector"),
+        "{message}"
+    );
+    // Uncordoning the node lets the pod schedule there.
+    client
+        .patch(
+            "nodes",
+            "",
+            "cordoned",
+            &json!({"spec": {"unschedulable": false}}),
+            "",
+        )
+        .await
+        .unwrap();
+    let placed = wait_pod(&client, "wants-special", "wants-special bound", |p| {
+        node_name(p).is_some()
+    })
+    .await;
+    assert_eq!(node_name(&placed), Some("cordoned"));
+}

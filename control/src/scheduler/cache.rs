@@ -89,6 +89,20 @@ impl Cache {
         self.pods.len()
     }
 
+    /// The names of the nodes known with their `Node` object.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.data().is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The keys of the pods bound or assumed.
+    pub fn pod_keys(&self) -> Vec<String> {
+        self.pods.keys().cloned().collect()
+    }
+
     /// The node called `name`, as the cache has it now.
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
         self.nodes.get(name).map(|n| &**n)

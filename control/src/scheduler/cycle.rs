@@ -2,7 +2,7 @@
 //! handlers that keep the cache and queue current. See the module documentation of
 //! [`crate::scheduler`] for the flow and the contract with the caller.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use skiff_api::k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -359,6 +359,65 @@ impl Scheduler {
             self.queue
                 .move_all_to_active_or_backoff(ClusterEvent::AssignedPodDeleted);
         }
+    }
+
+    /// Brings the node cache back in line with `nodes`, every node there is, after the
+    /// watch lost events (a subscriber that fell behind resyncs from the informer's store).
+    pub fn resync_nodes(&mut self, nodes: &[Arc<Node>]) {
+        let live: HashSet<&str> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.as_deref())
+            .collect();
+        for name in self.cache.node_names() {
+            if !live.contains(name.as_str()) {
+                self.cache.remove_node(&name);
+            }
+        }
+        for node in nodes {
+            self.cache.update_node((**node).clone());
+        }
+        self.queue
+            .move_all_to_active_or_backoff(ClusterEvent::NodeAdded);
+    }
+
+    /// Brings the pod cache and the queue back in line with `pods`, every pod there is,
+    /// after the watch lost events: bound pods go to the cache (confirming assumed ones),
+    /// pending ones to the queue unless their bind is in flight, and pods that are gone
+    /// leave both.
+    pub fn resync_pods(&mut self, pods: &[Arc<Pod>]) {
+        let mut live = HashSet::with_capacity(pods.len());
+        for pod in pods {
+            let key = pod_key(pod);
+            if is_terminal(pod) {
+                self.forget_pod_key(&key);
+                continue;
+            }
+            live.insert(key.clone());
+            if is_assigned(pod) {
+                self.queue.delete_key(&key);
+                self.cache.add_pod((**pod).clone());
+            } else if self.responsible_for(pod) && !self.in_flight.contains_key(&key) {
+                self.queue.add((**pod).clone());
+            }
+        }
+        for key in self.cache.pod_keys() {
+            if !live.contains(&key) {
+                self.forget_pod_key(&key);
+            }
+        }
+        for key in self.queue.keys() {
+            if !live.contains(&key) {
+                self.queue.delete_key(&key);
+            }
+        }
+        self.queue
+            .move_all_to_active_or_backoff(ClusterEvent::AssignedPodDeleted);
+    }
+
+    fn forget_pod_key(&mut self, key: &str) {
+        self.queue.delete_key(key);
+        self.in_flight.remove(key);
+        self.cache.remove_pod_by_key(key);
     }
 
     /// A namespace was added or relabelled (affinity namespace selectors).

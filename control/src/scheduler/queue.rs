@@ -146,6 +146,10 @@ impl Heap {
         self.items.len()
     }
 
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.index.keys()
+    }
+
     fn contains(&self, key: &str) -> bool {
         self.index.contains_key(key)
     }
@@ -649,6 +653,18 @@ impl SchedulingQueue {
         inner.active.contains(key)
             || inner.backoff.contains(key)
             || inner.unschedulable.contains_key(key)
+    }
+
+    /// The keys of every queued pod (active, backoff and unschedulable).
+    pub fn keys(&self) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .active
+            .keys()
+            .chain(inner.backoff.keys())
+            .chain(inner.unschedulable.keys())
+            .cloned()
+            .collect()
     }
 
     /// Makes `pop` return `None` from now on.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use skiff_api::k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use skiff_api::{
     client::{Client, DeleteParams},
-    runtime::{Change, Config as WatchConfig, Informer},
+    runtime::{Change, Config as WatchConfig, Informer, Store},
 };
 use tracing::{debug, info, warn};
 
@@ -31,8 +31,16 @@ pub async fn run(
     let namespaces =
         Informer::<Namespace>::new(client.clone(), "namespaces", "", WatchConfig::default());
     let feeders = [
-        tokio::spawn(feed_nodes(nodes.subscribe(), Arc::clone(&scheduler))),
-        tokio::spawn(feed_pods(pods.subscribe(), Arc::clone(&scheduler))),
+        tokio::spawn(feed_nodes(
+            nodes.subscribe(),
+            nodes.store(),
+            Arc::clone(&scheduler),
+        )),
+        tokio::spawn(feed_pods(
+            pods.subscribe(),
+            pods.store(),
+            Arc::clone(&scheduler),
+        )),
         tokio::spawn(feed_namespaces(
             namespaces.subscribe(),
             Arc::clone(&scheduler),
@@ -213,6 +221,7 @@ fn pod_json(pod: &Pod) -> Value {
 
 async fn feed_nodes(
     mut changes: skiff_api::runtime::Subscription<Node>,
+    store: Store<Node>,
     scheduler: Arc<Mutex<Scheduler>>,
 ) {
     while let Some(change) = changes.recv().await {
@@ -221,13 +230,14 @@ async fn feed_nodes(
             Change::Added(node) => s.node_added((*node).clone()),
             Change::Updated { old, new } => s.node_updated(&old, (*new).clone()),
             Change::Deleted(node) => s.node_deleted(&node),
-            Change::Resynced => {}
+            Change::Resynced => s.resync_nodes(&store.list()),
         }
     }
 }
 
 async fn feed_pods(
     mut changes: skiff_api::runtime::Subscription<Pod>,
+    store: Store<Pod>,
     scheduler: Arc<Mutex<Scheduler>>,
 ) {
     while let Some(change) = changes.recv().await {
@@ -236,7 +246,7 @@ async fn feed_pods(
             Change::Added(pod) => s.pod_added((*pod).clone()),
             Change::Updated { old, new } => s.pod_updated(&old, (*new).clone()),
             Change::Deleted(pod) => s.pod_deleted(&pod),
-            Change::Resynced => {}
+            Change::Resynced => s.resync_pods(&store.list()),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The embedded backend: the whole store in one redb file, the default for a one-machine
 //! cluster (the way k3s defaults to sqlite).
 //!
-//! Every write is one redb transaction, committed (fsynced) before the call returns, so a
-//! `kill -9` loses nothing acknowledged. The file holds, like etcd's MVCC store:
+//! Every write is committed (fsynced) before the call returns, so a `kill -9` loses nothing
+//! acknowledged; concurrent writes share one transaction and one fsync (group commit). The file holds, like etcd's MVCC store:
 //! - `current`: key -> the key's latest record, for reads at the head;
 //! - `versions`: (key, revision) -> the record written at that revision, or an empty value for
 //!   a delete (a tombstone), for reads at a past revision and for watch replay;
@@ -23,7 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -100,12 +100,53 @@ struct Batch {
     events: Vec<WatchEvent>,
 }
 
+/// A write queued for a group commit: it runs in the batch's transaction and returns what
+/// answers its caller once the commit's outcome is known.
+type Job = Box<dyn FnOnce(&mut Tables<'_>) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
+
+#[derive(Default)]
+struct CommitState {
+    queue: Vec<Job>,
+    committing: bool,
+}
+
+/// The group-commit queue (see [`Inner::write`]).
+#[derive(Default)]
+struct Commits {
+    state: Mutex<CommitState>,
+    changed: Condvar,
+}
+
+impl Commits {
+    fn lock(&self) -> MutexGuard<'_, CommitState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, CommitState>) -> MutexGuard<'a, CommitState> {
+        self.changed
+            .wait(guard)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Ends a group commit, also when a write panicked: clears `committing` and wakes the
+/// waiting writers (one of them commits the next batch).
+struct ClearOnDrop<'a>(&'a Commits);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.lock().committing = false;
+        self.0.changed.notify_all();
+    }
+}
+
 struct Inner {
     db: Arc<Database>,
     path: PathBuf,
-    /// Held from the start of a write transaction until its events are broadcast, so that
-    /// watchers receive batches in revision order.
-    write_lock: Mutex<()>,
+    /// The writes waiting for the next group commit, and whether one is running: one
+    /// commit at a time, so watchers receive batches in revision order.
+    commits: Commits,
     events: broadcast::Sender<Arc<Batch>>,
     leases: Arc<LeaseClock>,
     expiry_task: OnceLock<AbortOnDrop>,
@@ -134,7 +175,7 @@ struct Lease {
 }
 
 impl LeaseClock {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LeaseId, Lease>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<LeaseId, Lease>> {
         self.deadlines
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -205,7 +246,7 @@ impl EmbeddedStore {
         let inner = Arc::new(Inner {
             db: Arc::new(db),
             path,
-            write_lock: Mutex::new(()),
+            commits: Commits::default(),
             events,
             leases: clock.clone(),
             expiry_task: OnceLock::new(),
@@ -559,39 +600,88 @@ impl<'t> Tables<'t> {
 }
 
 impl Inner {
-    /// Runs `f` in one write transaction, commits it (durably), then broadcasts its events.
-    fn write<T>(
+    /// Runs `f` in a write transaction and returns once that transaction is committed
+    /// (durably) and its events are broadcast.
+    ///
+    /// Writes are group-committed: a caller that finds no commit in progress becomes the
+    /// committer and runs every write queued so far, each at its own revision and in queue
+    /// order, in one transaction with one fsync; callers arriving meanwhile queue up for the
+    /// next one. `f` must fail (with a logical error such as [`StoreError::Conflict`]) before
+    /// it changes anything, so that its failure leaves the other writes of the batch intact;
+    /// a storage failure fails the whole batch.
+    fn write<T: Send + 'static>(
         &self,
         operation: &'static str,
-        f: impl FnOnce(&mut Tables<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Tables<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let txn = self.db.begin_write().map_err(db_err(operation))?;
-        let outcome = Tables::open(&txn, operation).and_then(|mut tables| {
-            let out = f(&mut tables)?;
-            Ok((out, std::mem::take(&mut tables.written)))
+        let (reply, result) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |tables| {
+            let outcome = f(tables);
+            Box::new(move |committed: Result<(), &StoreError>| {
+                let answer = match (outcome, committed) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(StoreError::backend(operation, e.to_string())),
+                    (Ok(out), Ok(())) => Ok(out),
+                };
+                // The caller waits on the other end until it has its answer.
+                let _ = reply.send(answer);
+            })
         });
-        match outcome {
-            Ok((out, written)) => {
-                txn.commit().map_err(db_err(operation))?;
-                if let Some(first) = written.first() {
-                    let batch = Batch {
-                        revision: first.revision(),
-                        events: written,
-                    };
-                    // No receiver is not an error: nobody is watching.
-                    let _ = self.events.send(Arc::new(batch));
+        let mut state = self.commits.lock();
+        state.queue.push(job);
+        loop {
+            if let Ok(answer) = result.try_recv() {
+                return answer;
+            }
+            if state.committing || state.queue.is_empty() {
+                // Another caller is committing (this write with it, or in the next batch);
+                // it clears `committing` under the lock after answering, so no wakeup is lost.
+                state = self.commits.wait(state);
+                continue;
+            }
+            state.committing = true;
+            let batch = std::mem::take(&mut state.queue);
+            drop(state);
+            let _clear = ClearOnDrop(&self.commits);
+            self.commit_batch(operation, batch);
+            drop(_clear);
+            state = self.commits.lock();
+        }
+    }
+
+    /// Runs `jobs` in one transaction, commits it, broadcasts each job's events and then
+    /// answers each job's caller.
+    fn commit_batch(&self, operation: &'static str, jobs: Vec<Job>) {
+        let mut finishers = Vec::with_capacity(jobs.len());
+        let mut batches = Vec::new();
+        let outcome = self
+            .db
+            .begin_write()
+            .map_err(db_err(operation))
+            .and_then(|txn| {
+                {
+                    let mut tables = Tables::open(&txn, operation)?;
+                    for job in jobs {
+                        finishers.push(job(&mut tables));
+                        let written = std::mem::take(&mut tables.written);
+                        if let Some(first) = written.first() {
+                            batches.push(Batch {
+                                revision: first.revision(),
+                                events: written,
+                            });
+                        }
+                    }
                 }
-                Ok(out)
+                txn.commit().map_err(db_err(operation))
+            });
+        if outcome.is_ok() {
+            for batch in batches {
+                // No receiver is not an error: nobody is watching.
+                let _ = self.events.send(Arc::new(batch));
             }
-            Err(e) => {
-                // Aborting only discards the transaction; the caller's error matters more.
-                let _ = txn.abort();
-                Err(e)
-            }
+        }
+        for finish in finishers {
+            finish(outcome.as_ref().map(|_| ()));
         }
     }
 
@@ -600,7 +690,7 @@ impl Inner {
     }
 
     fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
-        let result = self.write("revoke lease", |t| t.revoke(lease));
+        let result = self.write("revoke lease", move |t| t.revoke(lease));
         if matches!(result, Ok(()) | Err(StoreError::LeaseNotFound { .. })) {
             self.leases.remove(lease);
         }
@@ -936,7 +1026,7 @@ impl Store for EmbeddedStore {
         validate_key(key)?;
         let key = key.to_owned();
         self.blocking("create", move |inner| {
-            inner.write("create", |t| {
+            inner.write("create", move |t| {
                 if t.current(&key)?.is_some() {
                     return Err(StoreError::AlreadyExists { key });
                 }
@@ -970,7 +1060,7 @@ impl Store for EmbeddedStore {
         validate_key(key)?;
         let key = key.to_owned();
         self.blocking("update", move |inner| {
-            inner.write("update", |t| {
+            inner.write("update", move |t| {
                 let prev = t.current_at(&key, expected_mod_revision)?;
                 let revision = t.revision()? + 1;
                 let kv = KeyValue {
@@ -996,7 +1086,7 @@ impl Store for EmbeddedStore {
         validate_key(key)?;
         let key = key.to_owned();
         self.blocking("delete", move |inner| {
-            inner.write("delete", |t| {
+            inner.write("delete", move |t| {
                 let prev = t.current_at(&key, expected_mod_revision)?;
                 let revision = t.revision()? + 1;
                 t.tombstone(prev.clone(), revision, 0)?;
@@ -1045,7 +1135,7 @@ impl Store for EmbeddedStore {
 
     async fn compact(&self, revision: i64) -> Result<(), StoreError> {
         self.blocking("compact", move |inner| {
-            inner.write("compact", |t| {
+            inner.write("compact", move |t| {
                 let head = t.revision()?;
                 if revision > head {
                     return Err(StoreError::FutureRevision {
@@ -1066,7 +1156,7 @@ impl Store for EmbeddedStore {
         validate_ttl(ttl_seconds)?;
         let lease = self
             .blocking("grant lease", move |inner| {
-                inner.write("grant lease", |t| {
+                inner.write("grant lease", move |t| {
                     let id = meta_value(&t.meta, META_NEXT_LEASE, 1)?;
                     t.set_meta(META_NEXT_LEASE, id + 1)?;
                     t.leases
@@ -1111,6 +1201,69 @@ mod tests {
         EmbeddedStore::open(dir.path().join("store.redb"))
             .await
             .expect("open the store")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_get_their_own_revisions_and_a_failed_one_spoils_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let start = store.current_revision().await.unwrap();
+        let mut watch = store.watch("/registry/", start).await.unwrap();
+        store
+            .create("/registry/c/shared", Bytes::from_static(b"0"), None)
+            .await
+            .unwrap();
+        // 64 creates of distinct keys, and 64 compare-and-swaps of one key from the same
+        // revision: all the creates and exactly one swap may succeed.
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let creator = store.clone();
+            writes.spawn(async move {
+                creator
+                    .create(&format!("/registry/c/k{i}"), Bytes::from(vec![1]), None)
+                    .await
+            });
+            let swapper = store.clone();
+            writes.spawn(async move {
+                swapper
+                    .update("/registry/c/shared", Bytes::from(vec![2]), Some(start + 1))
+                    .await
+            });
+        }
+        let mut revisions = Vec::new();
+        let mut conflicts = 0;
+        while let Some(result) = writes.join_next().await {
+            match result.unwrap() {
+                Ok(revision) => revisions.push(revision),
+                Err(StoreError::Conflict { .. }) => conflicts += 1,
+                Err(other) => panic!("unexpected error {other}"),
+            }
+        }
+        assert_eq!(conflicts, 63, "exactly one compare-and-swap wins");
+        revisions.sort_unstable();
+        let expected: Vec<i64> = (start + 2..start + 2 + 65).collect();
+        assert_eq!(
+            revisions, expected,
+            "one revision per successful write, no gaps"
+        );
+        // The watch sees every write, once, in revision order.
+        let mut seen = Vec::new();
+        while seen.len() < 66 {
+            let event = tokio::time::timeout(WAIT, watch.next())
+                .await
+                .unwrap_or_else(|_| panic!("the watch delivered only {seen:?}"))
+                .unwrap()
+                .unwrap();
+            seen.push(event.revision());
+        }
+        assert_eq!(seen, (start + 1..start + 1 + 66).collect::<Vec<_>>());
+        drop((store, watch));
+        let reopened = open(&dir).await;
+        assert_eq!(
+            reopened.current_revision().await.unwrap(),
+            start + 66,
+            "every acknowledged write is in the file"
+        );
     }
 
     #[tokio::test]

@@ -566,3 +566,42 @@ fn a_failing_reserve_unreserves_and_leaves_nothing_assumed() {
     assert_eq!(scheduler.cache().pod_count(), 0);
     assert_eq!(scheduler.queue().lengths(), (0, 1, 0));
 }
+
+#[test]
+fn a_resync_after_lost_events_queues_missed_pods_and_forgets_vanished_ones() {
+    use super::fixtures::bound;
+    let mut c = Cluster::new(vec![node("old", "4", "8Gi", json!({}))]);
+    c.running(requesting("gone", "1", "1Gi", json!({})), "old");
+    c.scheduler
+        .pod_added(requesting("queued-gone", "1", "1Gi", json!({})));
+    // The watch lost: node `new` added, node `old` deleted, pod `missed` created, pod
+    // `elsewhere` bound by another scheduler, `gone` and `queued-gone` deleted.
+    let nodes = vec![Arc::new(node("new", "4", "8Gi", json!({})))];
+    c.scheduler.resync_nodes(&nodes);
+    let pods = vec![
+        Arc::new(requesting("missed", "1", "1Gi", json!({}))),
+        Arc::new(bound(requesting("elsewhere", "1", "1Gi", json!({})), "new")),
+    ];
+    c.scheduler.resync_pods(&pods);
+
+    assert!(c.scheduler.cache().node("new").is_some());
+    assert!(c.scheduler.cache().node("old").is_none());
+    assert_eq!(c.scheduler.cache().pod_node("uid-elsewhere"), Some("new"));
+    assert_eq!(c.scheduler.cache().pod_node("uid-gone"), None);
+    let queued = c
+        .scheduler
+        .queue()
+        .try_pop()
+        .expect("the missed pod is queued");
+    assert_eq!(queued.key(), "uid-missed");
+    assert!(
+        c.scheduler.queue().try_pop().is_none(),
+        "the deleted pending pod left the queue"
+    );
+    // A pod whose bind is in flight is not queued again by a resync that still sees it
+    // pending.
+    let result = c.scheduler.schedule_one(queued);
+    assert!(matches!(result, ScheduleResult::Bind { .. }), "{result:?}");
+    c.scheduler.resync_pods(&pods);
+    assert!(c.scheduler.queue().try_pop().is_none());
+}
