@@ -1,7 +1,7 @@
 //! `skiff-control`: Skiff's control plane in one process (like a k3s server): the API server
 //! over the embedded store or etcd. The scheduler and controllers join it here.
 
-use std::{net::IpAddr, net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::IpAddr, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -28,12 +28,7 @@ struct Args {
     data_dir: PathBuf,
     /// The addresses the API server listens on (TLS); repeat or comma-separate. The first
     /// is the one written to `admin.yaml`.
-    #[arg(
-        long,
-        default_value = "127.0.0.1:6443",
-        value_delimiter = ',',
-        required = true
-    )]
+    #[arg(long, default_value = "127.0.0.1:6443", value_delimiter = ',')]
     listen: Vec<SocketAddr>,
     /// More addresses clients reach the API server by, added to its certificate (repeat or
     /// comma-separate).
@@ -56,6 +51,25 @@ struct Args {
     /// How many recent events the watch cache keeps for watches that resume.
     #[arg(long, default_value_t = 100_000)]
     watch_cache_size: usize,
+    /// How long a leader's Lease holds after its last renewal before another instance may
+    /// take over (kube-controller-manager's flag of the same name).
+    #[arg(long, default_value = "15s", value_parser = parse_seconds)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it steps down.
+    #[arg(long, default_value = "10s", value_parser = parse_seconds)]
+    leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire, and the leader to renew, the Lease.
+    #[arg(long, default_value = "2s", value_parser = parse_seconds)]
+    leader_elect_retry_period: Duration,
+}
+
+/// A duration in whole seconds, with or without the `s` suffix (`15s`, `15`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.strip_suffix('s')
+        .unwrap_or(text)
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{text:?} is not a duration in seconds such as 15s"))
 }
 
 #[tokio::main]
@@ -67,6 +81,17 @@ async fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
+    if !(args.leader_elect_retry_period < args.leader_elect_renew_deadline
+        && args.leader_elect_renew_deadline < args.leader_elect_lease_duration)
+    {
+        anyhow::bail!(
+            "--leader-elect-lease-duration ({:?}) must be longer than --leader-elect-renew-deadline ({:?}), \
+             which must be longer than --leader-elect-retry-period ({:?})",
+            args.leader_elect_lease_duration,
+            args.leader_elect_renew_deadline,
+            args.leader_elect_retry_period
+        );
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
 
@@ -136,8 +161,14 @@ async fn main() -> Result<()> {
         token: parts.auth.admin_token().to_string(),
         namespace: "default".into(),
     };
+    let timings = ElectionTimings {
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    };
     tokio::spawn(lead(
         Client::new(&internal)?,
+        timings,
         scheduler_config,
         ControllerOptions::default(),
     ));
@@ -179,6 +210,7 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
 /// controllers); several `skiff-control` processes serve the API but only one acts.
 async fn lead(
     client: Client,
+    timings: ElectionTimings,
     scheduler_config: SchedulerConfig,
     controller_options: ControllerOptions,
 ) {
@@ -193,7 +225,7 @@ async fn lead(
         "kube-system",
         "skiff-control",
         &identity,
-        ElectionTimings::default(),
+        timings,
     )
     .with_events(events);
     let mut leading = elector.spawn();

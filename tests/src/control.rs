@@ -34,6 +34,10 @@ pub struct ControlPlane {
     etcd: Option<EtcdServer>,
     /// More addresses to listen on besides loopback (e.g. a host link to node namespaces).
     extra_addresses: Vec<std::net::Ipv4Addr>,
+    /// etcd client URLs of a cluster the test owns (instead of `etcd`).
+    etcd_urls: Vec<String>,
+    /// More command-line flags.
+    args: Vec<String>,
 }
 
 impl ControlPlane {
@@ -60,9 +64,57 @@ impl ControlPlane {
             data: tempfile::tempdir()?,
             etcd,
             extra_addresses: addresses.to_vec(),
+            etcd_urls: Vec::new(),
+            args: Vec::new(),
         };
         control.spawn()?;
         Ok(control)
+    }
+
+    /// Starts a control plane on an etcd cluster the caller owns, with more flags. With a
+    /// `peer`, it joins that instance's cluster: it gets a copy of the peer's CA and
+    /// tokens, so both serve one cluster (as two k3s servers share their token).
+    ///
+    /// # Errors
+    /// As [`ControlPlane::start`], or when the peer's PKI cannot be copied.
+    pub fn start_on_etcd(
+        etcd_urls: &[String],
+        peer: Option<&ControlPlane>,
+        args: &[&str],
+    ) -> Result<Self> {
+        let data = tempfile::tempdir()?;
+        if let Some(peer) = peer {
+            for (dir, files) in [
+                ("pki", &["ca.crt", "ca.key"][..]),
+                (
+                    "auth",
+                    &["admin.token", "bootstrap.token", "node.secret"][..],
+                ),
+            ] {
+                std::fs::create_dir_all(data.path().join(dir))?;
+                for file in files {
+                    let from = peer.data_dir().join(dir).join(file);
+                    std::fs::copy(&from, data.path().join(dir).join(file))
+                        .with_context(|| format!("copying {}", from.display()))?;
+                }
+            }
+        }
+        let mut control = Self {
+            child: None,
+            port: free_port(),
+            data,
+            etcd: None,
+            extra_addresses: Vec::new(),
+            etcd_urls: etcd_urls.to_vec(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        control.spawn()?;
+        Ok(control)
+    }
+
+    /// True while the process runs (false once killed or exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.exited().is_none())
     }
 
     fn spawn(&mut self) -> Result<()> {
@@ -88,7 +140,10 @@ impl ControlPlane {
             .stderr(log);
         if let Some(etcd) = &self.etcd {
             command.arg("--etcd-servers").arg(etcd.client_url());
+        } else if !self.etcd_urls.is_empty() {
+            command.arg("--etcd-servers").arg(self.etcd_urls.join(","));
         }
+        command.args(&self.args);
         let mut child = spawn_guarded(command).context("spawn skiff-control")?;
         let deadline = Instant::now() + STARTUP;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err()
