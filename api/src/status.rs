@@ -27,6 +27,24 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The HTTP status Kubernetes answers with for this reason (`apiserver_request_total`'s
+    /// `code`).
+    pub fn http_status(self) -> u16 {
+        match self {
+            Reason::BadRequest => 400,
+            Reason::Unauthorized => 401,
+            Reason::Forbidden => 403,
+            Reason::NotFound => 404,
+            Reason::MethodNotAllowed => 405,
+            Reason::AlreadyExists | Reason::Conflict => 409,
+            Reason::Expired => 410,
+            Reason::Invalid => 422,
+            Reason::InternalError => 500,
+            Reason::ServiceUnavailable => 503,
+            Reason::Timeout => 504,
+        }
+    }
+
     /// The gRPC code this reason travels as.
     pub fn code(self) -> tonic::Code {
         use tonic::Code;

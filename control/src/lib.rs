@@ -6,5 +6,6 @@ pub mod compaction;
 pub mod controllers;
 pub mod events;
 pub mod leader;
+pub mod metrics;
 pub mod scheduler;
 pub mod store;

@@ -12,6 +12,7 @@ use skiff_control::{
     controllers::{self, Context as ControllerContext, ControllerOptions, Stop},
     events::EventRecorder,
     leader::{ElectionTimings, LeaderElector},
+    metrics::Metrics,
     scheduler::{Scheduler, SchedulerConfig, runner},
     store::{Store, embedded::EmbeddedStore, etcd::EtcdStore},
 };
@@ -61,6 +62,23 @@ struct Args {
     /// How often candidates try to acquire, and the leader to renew, the Lease.
     #[arg(long, default_value = "2s", value_parser = parse_seconds)]
     leader_elect_retry_period: Duration,
+    /// Where `/metrics` is served over plain HTTP (Prometheus text format); `none` to
+    /// serve no metrics.
+    #[arg(long, default_value = "127.0.0.1:10257", value_parser = parse_optional_address)]
+    metrics_listen: MetricsListen,
+}
+
+/// `--metrics-listen`: an address, or none.
+#[derive(Clone, Copy, Debug)]
+struct MetricsListen(Option<SocketAddr>);
+
+fn parse_optional_address(text: &str) -> Result<MetricsListen, String> {
+    if text == "none" {
+        return Ok(MetricsListen(None));
+    }
+    text.parse()
+        .map(|a| MetricsListen(Some(a)))
+        .map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:10257, or none"))
 }
 
 /// A duration in whole seconds, with or without the `s` suffix (`15s`, `15`).
@@ -166,11 +184,25 @@ async fn main() -> Result<()> {
         renew_deadline: args.leader_elect_renew_deadline,
         retry_period: args.leader_elect_retry_period,
     };
+    let metrics = Arc::new(Metrics::new());
+    if let MetricsListen(Some(address)) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening for /metrics on {address} (--metrics-listen)"))?;
+        let server = Arc::clone(&metrics).serve(listener, std::future::pending());
+        tokio::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, %address, "the metrics endpoint failed");
+            }
+        });
+        info!(%address, "metrics at /metrics");
+    }
     tokio::spawn(lead(
         Client::new(&internal)?,
         timings,
         scheduler_config,
         ControllerOptions::default(),
+        Arc::clone(&metrics),
     ));
 
     let mut terminate = signal(SignalKind::terminate())?;
@@ -181,7 +213,7 @@ async fn main() -> Result<()> {
         }
         info!("shutting down");
     };
-    parts.serve(&args.listen, &pki, shutdown).await?;
+    parts.serve(&args.listen, &pki, metrics, shutdown).await?;
     Ok(())
 }
 
@@ -213,6 +245,7 @@ async fn lead(
     timings: ElectionTimings,
     scheduler_config: SchedulerConfig,
     controller_options: ControllerOptions,
+    metrics: Arc<Metrics>,
 ) {
     let controller_options = Arc::new(controller_options);
     let identity = format!(
@@ -254,7 +287,13 @@ async fn lead(
             Stop::when_not_leading(leading.clone()),
         );
         tokio::join!(
-            runner::run(client.clone(), recorder, scheduler, stop),
+            runner::run(
+                client.clone(),
+                recorder,
+                scheduler,
+                Arc::clone(&metrics),
+                stop
+            ),
             controllers
         );
     }

@@ -30,6 +30,7 @@ pub enum Backend {
 pub struct ControlPlane {
     child: Option<ChildGuard>,
     port: u16,
+    metrics_port: u16,
     data: tempfile::TempDir,
     etcd: Option<EtcdServer>,
     /// More addresses to listen on besides loopback (e.g. a host link to node namespaces).
@@ -61,6 +62,7 @@ impl ControlPlane {
         let mut control = Self {
             child: None,
             port: free_port(),
+            metrics_port: free_port(),
             data: tempfile::tempdir()?,
             etcd,
             extra_addresses: addresses.to_vec(),
@@ -102,6 +104,7 @@ impl ControlPlane {
         let mut control = Self {
             child: None,
             port: free_port(),
+            metrics_port: free_port(),
             data,
             etcd: None,
             extra_addresses: Vec::new(),
@@ -143,6 +146,9 @@ impl ControlPlane {
         } else if !self.etcd_urls.is_empty() {
             command.arg("--etcd-servers").arg(self.etcd_urls.join(","));
         }
+        command
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{}", self.metrics_port));
         command.args(&self.args);
         let mut child = spawn_guarded(command).context("spawn skiff-control")?;
         let deadline = Instant::now() + STARTUP;
@@ -213,6 +219,11 @@ impl ControlPlane {
     /// The API server's URL at `address` (one it listens on).
     pub fn url_at(&self, address: std::net::Ipv4Addr) -> String {
         format!("https://{address}:{}", self.port)
+    }
+
+    /// Where the control plane serves `/metrics` (plain HTTP on loopback).
+    pub fn metrics_address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.metrics_port))
     }
 
     pub fn data_dir(&self) -> &Path {

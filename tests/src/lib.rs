@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod etcd;
+pub mod metrics;
 pub mod netns;
 pub mod oci;
 pub mod packets;

@@ -7,6 +7,7 @@
 
 pub mod allocation;
 pub mod auth;
+pub mod instrumented;
 pub mod objects;
 pub mod service;
 pub mod tls;
@@ -23,12 +24,13 @@ use tracing::info;
 use self::{
     allocation::{Cidr, ServiceAllocator},
     auth::Authenticator,
+    instrumented::InstrumentedApi,
     objects::Objects,
     service::ApiService,
     tls::Pki,
     watch_cache::WatchCache,
 };
-use crate::store::Store;
+use crate::{metrics::Metrics, store::Store};
 
 /// Namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: [&str; 4] =
@@ -173,7 +175,8 @@ impl ApiServerParts {
         Ok(Self { objects, auth })
     }
 
-    /// Serves the API with TLS on every address in `addresses` until `shutdown` completes.
+    /// Serves the API with TLS on every address in `addresses`, observed in `metrics`,
+    /// until `shutdown` completes.
     ///
     /// # Errors
     /// When TLS cannot be configured or an address cannot be served.
@@ -181,9 +184,10 @@ impl ApiServerParts {
         self,
         addresses: &[SocketAddr],
         pki: &Pki,
+        metrics: Arc<Metrics>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let service = ApiService::new(self.objects, self.auth);
+        let service = InstrumentedApi::new(ApiService::new(self.objects, self.auth), metrics);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut servers = Vec::new();
         for &address in addresses {

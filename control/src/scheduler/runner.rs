@@ -4,7 +4,10 @@
 //! evicts preemption victims, and reports unschedulable pods with a `PodScheduled=False`
 //! condition and a `FailedScheduling` event, as kube-scheduler does.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::Instant,
+};
 
 use serde_json::{Value, json};
 use skiff_api::k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -15,17 +18,25 @@ use skiff_api::{
 use tracing::{debug, info, warn};
 
 use super::{ScheduleResult, Scheduler};
-use crate::events::{EventRecorder, EventType};
+use crate::{
+    events::{EventRecorder, EventType},
+    metrics::Metrics,
+};
 
 /// Runs the scheduler until `stop` completes.
 pub async fn run(
     client: Client,
     events: EventRecorder,
     scheduler: Scheduler,
+    metrics: Arc<Metrics>,
     stop: impl Future<Output = ()>,
 ) {
     let scheduler = Arc::new(Mutex::new(scheduler));
     let queue = Arc::clone(lock(&scheduler).queue());
+    metrics.register_pending_pods({
+        let queue = Arc::clone(&queue);
+        Box::new(move || queue.lengths())
+    });
     let nodes = Informer::<Node>::new(client.clone(), "nodes", "", WatchConfig::default());
     let pods = Informer::<Pod>::new(client.clone(), "pods", "", WatchConfig::default());
     let namespaces =
@@ -52,7 +63,16 @@ pub async fn run(
 
     let schedule = async {
         while let Some(queued) = queue.pop().await {
+            let started = Instant::now();
             let result = lock(&scheduler).schedule_one(queued);
+            if let Some((outcome, pod)) = attempt_result(&result) {
+                let profile = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.scheduler_name.as_deref())
+                    .unwrap_or("default-scheduler");
+                metrics.observe_attempt(outcome, profile, started.elapsed());
+            }
             act(&client, &events, &scheduler, result).await;
         }
     };
@@ -65,6 +85,19 @@ pub async fn run(
         feeder.abort();
     }
     info!("scheduler stopped");
+}
+
+/// kube-scheduler's `result` label for an attempt, and the pod; `None` for pods skipped
+/// without an attempt.
+fn attempt_result(result: &ScheduleResult) -> Option<(&'static str, &Pod)> {
+    match result {
+        ScheduleResult::Bind { pod, .. } => Some(("scheduled", pod)),
+        ScheduleResult::Unschedulable { pod, .. } | ScheduleResult::Preempt { pod, .. } => {
+            Some(("unschedulable", pod))
+        }
+        ScheduleResult::Error { pod, .. } => Some(("error", pod)),
+        ScheduleResult::Skipped { .. } => None,
+    }
 }
 
 fn lock(scheduler: &Mutex<Scheduler>) -> MutexGuard<'_, Scheduler> {
