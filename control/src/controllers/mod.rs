@@ -3,6 +3,10 @@
 //! work queue, and `reconcile(key)` reads the caches (never the event payload) and acts.
 //! They run only in the `skiff-control` instance that holds the leader Lease.
 
+pub mod cluster_api;
+pub mod endpoint_slice;
+mod feed;
+
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use skiff_api::client::Client;
@@ -57,7 +61,9 @@ impl Stop {
 type Runner = fn(Context, Stop) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Every controller, by the name kube-controller-manager gives it.
-const CONTROLLERS: &[(&str, Runner)] = &[];
+const CONTROLLERS: &[(&str, Runner)] = &[("endpointslice-controller", |context, stop| {
+    Box::pin(endpoint_slice::run(context, stop))
+})];
 
 /// Runs every controller until `stop` fires, then waits for them to finish.
 pub async fn run(context: Context, stop: Stop) {
