@@ -7,7 +7,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use skiff_api::client::{Client, ClientConfig};
 use skiff_control::{
-    apiserver::{self, ApiServerParts, ServiceRanges, allocation::Cidr, auth::Authenticator, tls},
+    apiserver::{
+        self, ApiServerParts, ServiceRanges, admission::DefaultTolerationSeconds, allocation::Cidr,
+        auth::Authenticator, tls,
+    },
     compaction,
     controllers::{self, Context as ControllerContext, ControllerOptions, Stop},
     events::EventRecorder,
@@ -56,6 +59,21 @@ struct Args {
     /// How many recent events the watch cache keeps for watches that resume.
     #[arg(long, default_value_t = 100_000)]
     watch_cache_size: usize,
+    /// How long a node's Lease may go unrenewed before the node is Ready=Unknown
+    /// (`40s`, `500ms`, `2m`).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// Nodes per second that may be given NoExecute taints (which evict their pods).
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// The tolerationSeconds of the `node.kubernetes.io/not-ready:NoExecute` toleration
+    /// every pod gets unless it has one.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// The tolerationSeconds of the `node.kubernetes.io/unreachable:NoExecute` toleration
+    /// every pod gets unless it has one.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
 }
 
 #[tokio::main]
@@ -109,8 +127,12 @@ async fn main() -> Result<()> {
         cluster_ips: args.service_cluster_ip_range,
         node_ports: args.service_node_port_range,
     };
-    let parts =
-        ApiServerParts::new(Arc::clone(&store), auth, args.watch_cache_size, ranges).await?;
+    let parts = ApiServerParts::new(Arc::clone(&store), auth, args.watch_cache_size, ranges)
+        .await?
+        .with_default_toleration_seconds(DefaultTolerationSeconds {
+            not_ready: args.default_not_ready_toleration_seconds,
+            unreachable: args.default_unreachable_toleration_seconds,
+        });
     tokio::spawn(compaction::run(store, compaction::INTERVAL));
     let scheduler_config = match &args.scheduler_config {
         Some(path) => {
@@ -136,10 +158,15 @@ async fn main() -> Result<()> {
         token: parts.auth.admin_token().to_string(),
         namespace: "default".into(),
     };
+    let controller_options = ControllerOptions {
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        default_eviction_seconds: args.default_unreachable_toleration_seconds,
+        node_eviction_rate: args.node_eviction_rate,
+    };
     tokio::spawn(lead(
         Client::new(&internal)?,
         scheduler_config,
-        ControllerOptions::default(),
+        controller_options,
     ));
 
     let mut terminate = signal(SignalKind::terminate())?;
@@ -152,6 +179,26 @@ async fn main() -> Result<()> {
     };
     parts.serve(&args.listen, &pki, shutdown).await?;
     Ok(())
+}
+
+/// Parses a duration like `40s`, `500ms`, `2m` or `1h` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 40s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("{other:?} in {text:?} is not one of ms, s, m, h")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// Parses `30000-32767`.

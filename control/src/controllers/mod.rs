@@ -6,6 +6,8 @@
 pub mod cluster_api;
 pub mod endpoint_slice;
 mod feed;
+pub mod namespace;
+pub mod node_lifecycle;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -22,6 +24,9 @@ pub struct ControllerOptions {
     /// How long pods on an unreachable node stay when they do not say otherwise: the
     /// toleration seconds the API server adds to pods (300 s).
     pub default_eviction_seconds: i64,
+    /// Nodes per second that may be given NoExecute taints, which evict their pods
+    /// (kube-controller-manager's `--node-eviction-rate`, 0.1).
+    pub node_eviction_rate: f64,
 }
 
 impl Default for ControllerOptions {
@@ -29,6 +34,7 @@ impl Default for ControllerOptions {
         Self {
             node_monitor_grace_period: Duration::from_secs(40),
             default_eviction_seconds: 300,
+            node_eviction_rate: 0.1,
         }
     }
 }
@@ -61,9 +67,17 @@ impl Stop {
 type Runner = fn(Context, Stop) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Every controller, by the name kube-controller-manager gives it.
-const CONTROLLERS: &[(&str, Runner)] = &[("endpointslice-controller", |context, stop| {
-    Box::pin(endpoint_slice::run(context, stop))
-})];
+const CONTROLLERS: &[(&str, Runner)] = &[
+    ("endpointslice-controller", |context, stop| {
+        Box::pin(endpoint_slice::run(context, stop))
+    }),
+    ("node-lifecycle-controller", |context, stop| {
+        Box::pin(node_lifecycle::run(context, stop))
+    }),
+    ("namespace-controller", |context, stop| {
+        Box::pin(namespace::run(context, stop))
+    }),
+];
 
 /// Runs every controller until `stop` fires, then waits for them to finish.
 pub async fn run(context: Context, stop: Stop) {
