@@ -34,6 +34,8 @@ pub struct ControlPlane {
     etcd: Option<EtcdServer>,
     /// More addresses to listen on besides loopback (e.g. a host link to node namespaces).
     extra_addresses: Vec<std::net::Ipv4Addr>,
+    /// More `skiff-control` flags (e.g. `--node-monitor-grace-period=3s`).
+    extra_args: Vec<String>,
 }
 
 impl ControlPlane {
@@ -50,6 +52,22 @@ impl ControlPlane {
     /// # Errors
     /// As [`ControlPlane::start`].
     pub fn start_listening(backend: Backend, addresses: &[std::net::Ipv4Addr]) -> Result<Self> {
+        Self::start_with(backend, addresses, &[])
+    }
+
+    /// Like [`ControlPlane::start`], with more `skiff-control` flags (kept on restarts).
+    ///
+    /// # Errors
+    /// As [`ControlPlane::start`].
+    pub fn start_with_args(backend: Backend, args: &[&str]) -> Result<Self> {
+        Self::start_with(backend, &[], args)
+    }
+
+    fn start_with(
+        backend: Backend,
+        addresses: &[std::net::Ipv4Addr],
+        args: &[&str],
+    ) -> Result<Self> {
         let etcd = match backend {
             Backend::Embedded => None,
             Backend::Etcd => Some(EtcdServer::start()?),
@@ -60,6 +78,7 @@ impl ControlPlane {
             data: tempfile::tempdir()?,
             etcd,
             extra_addresses: addresses.to_vec(),
+            extra_args: args.iter().map(|a| (*a).to_string()).collect(),
         };
         control.spawn()?;
         Ok(control)
@@ -82,6 +101,7 @@ impl ControlPlane {
                     .collect::<Vec<_>>()
                     .join(","),
             )
+            .args(&self.extra_args)
             .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
