@@ -162,6 +162,7 @@ async fn main() -> Result<()> {
         node_monitor_grace_period: args.node_monitor_grace_period,
         default_eviction_seconds: args.default_unreachable_toleration_seconds,
         node_eviction_rate: args.node_eviction_rate,
+        service_account_signer: Some(parts.auth.service_account_signer(&pki.ca_pem)),
     };
     tokio::spawn(lead(
         Client::new(&internal)?,

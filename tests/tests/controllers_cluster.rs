@@ -553,11 +553,126 @@ async fn deleting_a_namespace_deletes_everything_in_it_and_then_the_namespace() 
         let left = list(&client, resource.plural, "doomed", "").await;
         assert!(left.is_empty(), "{} left behind: {left:?}", resource.plural);
     }
-    for resource in ["configmaps", "secrets", "services", "pods", "deployments"] {
-        assert_eq!(
-            list(&client, resource, "kept", "").await.len(),
-            1,
-            "{resource} in the other namespace stay"
+    for (resource, name) in [
+        ("configmaps", "settings"),
+        ("secrets", "creds"),
+        ("services", "web"),
+        ("pods", "p"),
+        ("deployments", "d"),
+    ] {
+        client
+            .get(resource, "kept", name)
+            .await
+            .unwrap_or_else(|e| panic!("{resource}/{name} in the other namespace stays: {e}"));
+    }
+}
+
+/// The token in the namespace's token Secret for account `account` with `uid`.
+async fn token_of(
+    client: &Client,
+    namespace: &str,
+    account: &str,
+    uid: &str,
+) -> Result<String, String> {
+    let secrets = list(client, "secrets", namespace, "").await;
+    let secret = secrets
+        .iter()
+        .find(|s| {
+            s["type"] == "kubernetes.io/service-account-token"
+                && s["metadata"]["annotations"]["kubernetes.io/service-account.name"] == account
+                && s["metadata"]["annotations"]["kubernetes.io/service-account.uid"] == uid
+        })
+        .ok_or_else(|| format!("no token secret among {secrets:?}"))?;
+    let encoded = secret["data"]["token"].as_str().ok_or("no data.token")?;
+    let bytes: skiff_api::k8s_openapi::ByteString =
+        serde_json::from_value(json!(encoded)).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes.0).map_err(|e| e.to_string())
+}
+
+async fn default_account_uid(client: &Client, namespace: &str) -> Result<String, String> {
+    let account = client
+        .get("serviceaccounts", namespace, "default")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(account["metadata"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_gets_a_default_service_account_whose_token_reads_only_its_namespace() {
+    let (control, client) = start(&[]).await;
+    create_namespace(&client, "team").await;
+    let uid = eventually("the default ServiceAccount", DEADLINE, || {
+        default_account_uid(&client, "team")
+    })
+    .await;
+    let token = eventually("its token Secret", DEADLINE, || {
+        token_of(&client, "team", "default", &uid)
+    })
+    .await;
+
+    let as_account = control.0.client_with_token(&token).unwrap();
+    as_account
+        .list("pods", "team", &ListParams::default())
+        .await
+        .expect("the account reads its own namespace");
+    for (resource, namespace) in [("secrets", "team"), ("pods", "default")] {
+        let error = as_account
+            .list(resource, namespace, &ListParams::default())
+            .await
+            .unwrap_err();
+        assert!(
+            error.is(Reason::Forbidden),
+            "{resource} in {namespace}: {error}"
         );
     }
+    let error = as_account
+        .create(
+            "configmaps",
+            "team",
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.is(Reason::Forbidden), "{error}");
+
+    // Deleted, the account comes back with a new uid; the old token stops working and its
+    // Secret goes, the new account gets its own.
+    client
+        .delete("serviceaccounts", "team", "default", &Default::default())
+        .await
+        .unwrap();
+    let new_uid = eventually(
+        "the default ServiceAccount made again",
+        DEADLINE,
+        || async {
+            match default_account_uid(&client, "team").await {
+                Ok(new) if new != uid => Ok(new),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let error = as_account
+        .list("pods", "team", &ListParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        error.is(Reason::Unauthorized),
+        "the old token is revoked: {error}"
+    );
+    eventually(
+        "the new token, and the old one's Secret gone",
+        DEADLINE,
+        || async {
+            token_of(&client, "team", "default", &new_uid).await?;
+            match token_of(&client, "team", "default", &uid).await {
+                Ok(_) => Err("the old token Secret is still there".to_string()),
+                Err(_) => Ok(()),
+            }
+        },
+    )
+    .await;
 }

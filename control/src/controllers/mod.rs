@@ -8,6 +8,7 @@ pub mod endpoint_slice;
 mod feed;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod service_account;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -27,6 +28,8 @@ pub struct ControllerOptions {
     /// Nodes per second that may be given NoExecute taints, which evict their pods
     /// (kube-controller-manager's `--node-eviction-rate`, 0.1).
     pub node_eviction_rate: f64,
+    /// Signs the tokens of service accounts; the service account controller is off without.
+    pub service_account_signer: Option<crate::apiserver::auth::ServiceAccountSigner>,
 }
 
 impl Default for ControllerOptions {
@@ -35,6 +38,7 @@ impl Default for ControllerOptions {
             node_monitor_grace_period: Duration::from_secs(40),
             default_eviction_seconds: 300,
             node_eviction_rate: 0.1,
+            service_account_signer: None,
         }
     }
 }
@@ -76,6 +80,9 @@ const CONTROLLERS: &[(&str, Runner)] = &[
     }),
     ("namespace-controller", |context, stop| {
         Box::pin(namespace::run(context, stop))
+    }),
+    ("serviceaccount-controller", |context, stop| {
+        Box::pin(service_account::run(context, stop))
     }),
 ];
 
