@@ -12,7 +12,10 @@ use skiff_control::{
         auth::Authenticator, tls,
     },
     compaction,
-    controllers::{self, Context as ControllerContext, ControllerOptions, Stop},
+    controllers::{
+        self, Context as ControllerContext, ControllerOptions, Stop, load_balancer::IpPool,
+        node_ipam::CidrSet,
+    },
     events::EventRecorder,
     leader::{ElectionTimings, LeaderElector},
     scheduler::{Scheduler, SchedulerConfig, runner},
@@ -74,6 +77,19 @@ struct Args {
     /// every pod gets unless it has one.
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// Addresses LoadBalancer Services get: ranges (`10.250.0.200-10.250.0.250`) or CIDRs,
+    /// comma-separated. Without it they get none (as on a cluster without a cloud).
+    #[arg(long)]
+    load_balancer_ip_pool: Option<IpPool>,
+    /// Whether nodes without a pod CIDR get one from `--cluster-cidr`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The range pod CIDRs of nodes are cut from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: Cidr,
+    /// The prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 #[tokio::main]
@@ -163,7 +179,15 @@ async fn main() -> Result<()> {
         default_eviction_seconds: args.default_unreachable_toleration_seconds,
         node_eviction_rate: args.node_eviction_rate,
         service_account_signer: Some(parts.auth.service_account_signer(&pki.ca_pem)),
+        load_balancer_pool: args.load_balancer_ip_pool.clone(),
+        cluster_cidr: args
+            .allocate_node_cidrs
+            .then_some((args.cluster_cidr, args.node_cidr_mask_size)),
     };
+    if args.allocate_node_cidrs {
+        CidrSet::new(args.cluster_cidr, args.node_cidr_mask_size)
+            .context("--cluster-cidr and --node-cidr-mask-size")?;
+    }
     tokio::spawn(lead(
         Client::new(&internal)?,
         scheduler_config,

@@ -676,3 +676,216 @@ async fn every_namespace_gets_a_default_service_account_whose_token_reads_only_i
     )
     .await;
 }
+
+async fn restart(control: &mut Logged) -> Client {
+    // `restart` waits for the port: off the async threads.
+    tokio::task::block_in_place(|| control.0.restart()).expect("skiff-control restarts");
+    control.0.admin_client().unwrap()
+}
+
+async fn ingress_of(client: &Client, namespace: &str, name: &str) -> Result<Vec<String>, String> {
+    let service = client
+        .get("services", namespace, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(service["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["ip"].as_str().map(str::to_string))
+        .collect())
+}
+
+fn load_balancer(name: &str, requested: Option<&str>) -> Value {
+    let mut service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80}]}
+    });
+    if let Some(ip) = requested {
+        service["spec"]["loadBalancerIP"] = json!(ip);
+    }
+    service
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_services_get_ingress_addresses_from_the_pool_never_twice_even_across_a_restart()
+ {
+    let (mut control, client) = start(&["--load-balancer-ip-pool=10.250.0.200-10.250.0.201"]).await;
+    let a = create(&client, "services", "default", load_balancer("a", None)).await;
+    assert!(
+        a["spec"]["ports"][0]["nodePort"].as_i64().is_some(),
+        "a LoadBalancer Service has a NodePort"
+    );
+    let got = |name: &'static str, want: &'static [&'static str]| {
+        let client = client.clone();
+        async move {
+            eventually(
+                &format!("the ingress of {name} to be {want:?}"),
+                DEADLINE,
+                || async {
+                    let ips = ingress_of(&client, "default", name).await?;
+                    if ips == want {
+                        Ok(())
+                    } else {
+                        Err(format!("{ips:?}"))
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    got("a", &["10.250.0.200"]).await;
+    create(
+        &client,
+        "services",
+        "default",
+        load_balancer("b", Some("10.250.0.200")),
+    )
+    .await;
+    create(&client, "services", "default", load_balancer("c", None)).await;
+    got("c", &["10.250.0.201"]).await;
+    eventually(
+        "a Warning event saying b's address is taken",
+        DEADLINE,
+        || async {
+            let events = list(&client, "events", "default", "").await;
+            events
+                .iter()
+                .find(|e| {
+                    e["reason"] == "SyncLoadBalancerFailed"
+                        && e["involvedObject"]["name"] == "b"
+                        && e["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("already used by Service default/a")
+                })
+                .map(|_| ())
+                .ok_or_else(|| format!("{} events", events.len()))
+        },
+    )
+    .await;
+    assert!(
+        ingress_of(&client, "default", "b")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // After a restart the pool is read back from the Services: nothing moves.
+    let client = restart(&mut control).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ingress_of(&client, "default", "a").await.unwrap(),
+        ["10.250.0.200"]
+    );
+    assert_eq!(
+        ingress_of(&client, "default", "c").await.unwrap(),
+        ["10.250.0.201"]
+    );
+    assert!(
+        ingress_of(&client, "default", "b")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Released on delete (b, which asked for it, gets it) and on a change of type.
+    client
+        .delete("services", "default", "a", &Default::default())
+        .await
+        .unwrap();
+    eventually("b to get the address a released", DEADLINE, || async {
+        let ips = ingress_of(&client, "default", "b").await?;
+        if ips == ["10.250.0.200"] {
+            Ok(())
+        } else {
+            Err(format!("{ips:?}"))
+        }
+    })
+    .await;
+    let mut c = client.get("services", "default", "c").await.unwrap();
+    c["spec"]["type"] = json!("ClusterIP");
+    c["spec"]["ports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("nodePort");
+    for field in ["externalTrafficPolicy", "allocateLoadBalancerNodePorts"] {
+        c["spec"].as_object_mut().unwrap().remove(field);
+    }
+    client.update("services", "default", &c).await.unwrap();
+    eventually("c's ingress to be cleared", DEADLINE, || async {
+        let ips = ingress_of(&client, "default", "c").await?;
+        if ips.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{ips:?}"))
+        }
+    })
+    .await;
+}
+
+async fn pod_cidr_of(client: &Client, node: &str) -> Result<String, String> {
+    let node = client
+        .get("nodes", "", node)
+        .await
+        .map_err(|e| e.to_string())?;
+    match (
+        node["spec"]["podCIDR"].as_str(),
+        node["spec"]["podCIDRs"][0].as_str(),
+    ) {
+        (Some(cidr), Some(first)) if cidr == first => Ok(cidr.to_string()),
+        _ => Err(node["spec"].to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_get_free_pod_cidrs_from_the_cluster_cidr_and_keep_them_across_a_restart() {
+    let (mut control, client) =
+        start(&["--cluster-cidr=10.244.0.0/16", "--node-cidr-mask-size=24"]).await;
+    // An agent that brings its own CIDR.
+    create(
+        &client,
+        "nodes",
+        "",
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "own"},
+               "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]}}),
+    )
+    .await;
+    register_hollow_node(&client, "n1").await;
+    let n1 = eventually("n1's pod CIDR", DEADLINE, || pod_cidr_of(&client, "n1")).await;
+    register_hollow_node(&client, "n2").await;
+    let n2 = eventually("n2's pod CIDR", DEADLINE, || pod_cidr_of(&client, "n2")).await;
+    assert_eq!(
+        (n1.as_str(), n2.as_str()),
+        ("10.244.1.0/24", "10.244.2.0/24")
+    );
+
+    let client = restart(&mut control).await;
+    register_hollow_node(&client, "n3").await;
+    let n3 = eventually("n3's pod CIDR after a restart", DEADLINE, || {
+        pod_cidr_of(&client, "n3")
+    })
+    .await;
+    assert_eq!(
+        n3, "10.244.3.0/24",
+        "nothing handed out before the restart is handed out again"
+    );
+    assert_eq!(pod_cidr_of(&client, "own").await.unwrap(), "10.244.0.0/24");
+
+    client
+        .delete("nodes", "", "n1", &Default::default())
+        .await
+        .unwrap();
+    // The controller frees n1's CIDR once it sees the deletion; n4 then gets it.
+    eventually("n1 gone", DEADLINE, || async {
+        match client.get("nodes", "", "n1").await {
+            Err(e) if e.is(Reason::NotFound) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    register_hollow_node(&client, "n4").await;
+    let n4 = eventually("n4's pod CIDR", DEADLINE, || pod_cidr_of(&client, "n4")).await;
+    assert_eq!(n4, "10.244.1.0/24", "the deleted node's CIDR is reused");
+}

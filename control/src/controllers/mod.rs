@@ -6,7 +6,9 @@
 pub mod cluster_api;
 pub mod endpoint_slice;
 mod feed;
+pub mod load_balancer;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod service_account;
 
@@ -30,6 +32,12 @@ pub struct ControllerOptions {
     pub node_eviction_rate: f64,
     /// Signs the tokens of service accounts; the service account controller is off without.
     pub service_account_signer: Option<crate::apiserver::auth::ServiceAccountSigner>,
+    /// The pool LoadBalancer Services get addresses from (`--load-balancer-ip-pool`); the
+    /// load balancer controller is off without one.
+    pub load_balancer_pool: Option<load_balancer::IpPool>,
+    /// The cluster CIDR and the prefix length of each node's pod CIDR (`--cluster-cidr`,
+    /// `--node-cidr-mask-size`); node IPAM is off without.
+    pub cluster_cidr: Option<(crate::apiserver::allocation::Cidr, u8)>,
 }
 
 impl Default for ControllerOptions {
@@ -39,6 +47,8 @@ impl Default for ControllerOptions {
             default_eviction_seconds: 300,
             node_eviction_rate: 0.1,
             service_account_signer: None,
+            load_balancer_pool: None,
+            cluster_cidr: None,
         }
     }
 }
@@ -83,6 +93,12 @@ const CONTROLLERS: &[(&str, Runner)] = &[
     }),
     ("serviceaccount-controller", |context, stop| {
         Box::pin(service_account::run(context, stop))
+    }),
+    ("service-lb-controller", |context, stop| {
+        Box::pin(load_balancer::run(context, stop))
+    }),
+    ("node-ipam-controller", |context, stop| {
+        Box::pin(node_ipam::run(context, stop))
     }),
 ];
 
