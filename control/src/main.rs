@@ -7,9 +7,15 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use skiff_api::client::{Client, ClientConfig};
 use skiff_control::{
-    apiserver::{self, ApiServerParts, ServiceRanges, allocation::Cidr, auth::Authenticator, tls},
+    apiserver::{
+        self, ApiServerParts, ServiceRanges, admission::DefaultTolerationSeconds, allocation::Cidr,
+        auth::Authenticator, tls,
+    },
     compaction,
-    controllers::{self, Context as ControllerContext, ControllerOptions, Stop},
+    controllers::{
+        self, Context as ControllerContext, ControllerOptions, Stop, load_balancer::IpPool,
+        node_ipam::CidrSet,
+    },
     events::EventRecorder,
     leader::{ElectionTimings, LeaderElector},
     metrics::Metrics,
@@ -52,15 +58,43 @@ struct Args {
     /// How many recent events the watch cache keeps for watches that resume.
     #[arg(long, default_value_t = 100_000)]
     watch_cache_size: usize,
+    /// How long a node's Lease may go unrenewed before the node is Ready=Unknown
+    /// (`40s`, `500ms`, `2m`).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// Nodes per second that may be given NoExecute taints (which evict their pods).
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// The tolerationSeconds of the `node.kubernetes.io/not-ready:NoExecute` toleration
+    /// every pod gets unless it has one.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// The tolerationSeconds of the `node.kubernetes.io/unreachable:NoExecute` toleration
+    /// every pod gets unless it has one.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
+    /// Addresses LoadBalancer Services get: ranges (`10.250.0.200-10.250.0.250`) or CIDRs,
+    /// comma-separated. Without it they get none (as on a cluster without a cloud).
+    #[arg(long)]
+    load_balancer_ip_pool: Option<IpPool>,
+    /// Whether nodes without a pod CIDR get one from `--cluster-cidr`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The range pod CIDRs of nodes are cut from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: Cidr,
+    /// The prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// How long a leader's Lease holds after its last renewal before another instance may
     /// take over (kube-controller-manager's flag of the same name).
-    #[arg(long, default_value = "15s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
     leader_elect_lease_duration: Duration,
     /// How long the leader keeps trying to renew before it steps down.
-    #[arg(long, default_value = "10s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     leader_elect_renew_deadline: Duration,
     /// How often candidates try to acquire, and the leader to renew, the Lease.
-    #[arg(long, default_value = "2s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     leader_elect_retry_period: Duration,
     /// Where `/metrics` is served over plain HTTP (Prometheus text format); `none` to
     /// serve no metrics.
@@ -79,15 +113,6 @@ fn parse_optional_address(text: &str) -> Result<MetricsListen, String> {
     text.parse()
         .map(|a| MetricsListen(Some(a)))
         .map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:10257, or none"))
-}
-
-/// A duration in whole seconds, with or without the `s` suffix (`15s`, `15`).
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    text.strip_suffix('s')
-        .unwrap_or(text)
-        .parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("{text:?} is not a duration in seconds such as 15s"))
 }
 
 #[tokio::main]
@@ -152,8 +177,12 @@ async fn main() -> Result<()> {
         cluster_ips: args.service_cluster_ip_range,
         node_ports: args.service_node_port_range,
     };
-    let parts =
-        ApiServerParts::new(Arc::clone(&store), auth, args.watch_cache_size, ranges).await?;
+    let parts = ApiServerParts::new(Arc::clone(&store), auth, args.watch_cache_size, ranges)
+        .await?
+        .with_default_toleration_seconds(DefaultTolerationSeconds {
+            not_ready: args.default_not_ready_toleration_seconds,
+            unreachable: args.default_unreachable_toleration_seconds,
+        });
     tokio::spawn(compaction::run(store, compaction::INTERVAL));
     let scheduler_config = match &args.scheduler_config {
         Some(path) => {
@@ -197,11 +226,25 @@ async fn main() -> Result<()> {
         });
         info!(%address, "metrics at /metrics");
     }
+    let controller_options = ControllerOptions {
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        default_eviction_seconds: args.default_unreachable_toleration_seconds,
+        node_eviction_rate: args.node_eviction_rate,
+        service_account_signer: Some(parts.auth.service_account_signer(&pki.ca_pem)),
+        load_balancer_pool: args.load_balancer_ip_pool.clone(),
+        cluster_cidr: args
+            .allocate_node_cidrs
+            .then_some((args.cluster_cidr, args.node_cidr_mask_size)),
+    };
+    if args.allocate_node_cidrs {
+        CidrSet::new(args.cluster_cidr, args.node_cidr_mask_size)
+            .context("--cluster-cidr and --node-cidr-mask-size")?;
+    }
     tokio::spawn(lead(
         Client::new(&internal)?,
         timings,
         scheduler_config,
-        ControllerOptions::default(),
+        controller_options,
         Arc::clone(&metrics),
     ));
 
@@ -215,6 +258,26 @@ async fn main() -> Result<()> {
     };
     parts.serve(&args.listen, &pki, metrics, shutdown).await?;
     Ok(())
+}
+
+/// Parses a duration like `40s`, `500ms`, `2m` or `1h` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 40s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("{other:?} in {text:?} is not one of ms, s, m, h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// Parses `30000-32767`.

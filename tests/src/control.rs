@@ -37,8 +37,8 @@ pub struct ControlPlane {
     extra_addresses: Vec<std::net::Ipv4Addr>,
     /// etcd client URLs of a cluster the test owns (instead of `etcd`).
     etcd_urls: Vec<String>,
-    /// More command-line flags.
-    args: Vec<String>,
+    /// More `skiff-control` flags (e.g. `--node-monitor-grace-period=3s`).
+    extra_args: Vec<String>,
 }
 
 impl ControlPlane {
@@ -55,6 +55,22 @@ impl ControlPlane {
     /// # Errors
     /// As [`ControlPlane::start`].
     pub fn start_listening(backend: Backend, addresses: &[std::net::Ipv4Addr]) -> Result<Self> {
+        Self::start_with(backend, addresses, &[])
+    }
+
+    /// Like [`ControlPlane::start`], with more `skiff-control` flags (kept on restarts).
+    ///
+    /// # Errors
+    /// As [`ControlPlane::start`].
+    pub fn start_with_args(backend: Backend, args: &[&str]) -> Result<Self> {
+        Self::start_with(backend, &[], args)
+    }
+
+    fn start_with(
+        backend: Backend,
+        addresses: &[std::net::Ipv4Addr],
+        args: &[&str],
+    ) -> Result<Self> {
         let etcd = match backend {
             Backend::Embedded => None,
             Backend::Etcd => Some(EtcdServer::start()?),
@@ -67,7 +83,7 @@ impl ControlPlane {
             etcd,
             extra_addresses: addresses.to_vec(),
             etcd_urls: Vec::new(),
-            args: Vec::new(),
+            extra_args: args.iter().map(|a| (*a).to_string()).collect(),
         };
         control.spawn()?;
         Ok(control)
@@ -109,7 +125,7 @@ impl ControlPlane {
             etcd: None,
             extra_addresses: Vec::new(),
             etcd_urls: etcd_urls.to_vec(),
-            args: args.iter().map(|a| a.to_string()).collect(),
+            extra_args: args.iter().map(|a| (*a).to_string()).collect(),
         };
         control.spawn()?;
         Ok(control)
@@ -137,6 +153,7 @@ impl ControlPlane {
                     .collect::<Vec<_>>()
                     .join(","),
             )
+            .args(&self.extra_args)
             .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -149,7 +166,6 @@ impl ControlPlane {
         command
             .arg("--metrics-listen")
             .arg(format!("127.0.0.1:{}", self.metrics_port));
-        command.args(&self.args);
         let mut child = spawn_guarded(command).context("spawn skiff-control")?;
         let deadline = Instant::now() + STARTUP;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err()

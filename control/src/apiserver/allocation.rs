@@ -554,5 +554,47 @@ mod tests {
                 Ok(())
             })?;
         }
+
+        /// An API server that restarts (a fresh allocator over the same store, its scan
+        /// starting from the beginning again) never hands out what it handed out before,
+        /// whether picked by the server or asked for by a user.
+        #[test]
+        fn a_restarted_allocator_never_hands_out_an_ip_or_port_it_gave_before(
+            before in 1usize..20, after in 1usize..20, asked in proptest::collection::vec(1u32..30, 0..6),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path().join("s.redb")).await.unwrap());
+                let new = || ServiceAllocator::new(Arc::clone(&store), "10.96.0.0/27".parse().unwrap(), (30000, 30029));
+                let mut ips = HashSet::new();
+                let mut ports = HashSet::new();
+                let mut record = |svc: &Value| -> Result<(), TestCaseError> {
+                    prop_assert!(ips.insert(svc["spec"]["clusterIP"].as_str().unwrap().to_string()), "IP twice: {}", svc);
+                    prop_assert!(ports.insert(svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap()), "port twice: {}", svc);
+                    Ok(())
+                };
+                let first = new();
+                for i in 0..before {
+                    let mut svc = service(&format!("a{i}"), "NodePort");
+                    if first.allocate(&mut svc, None).await.is_ok() {
+                        record(&svc)?;
+                    }
+                }
+                drop(first);
+                let second = new();
+                for i in 0..after {
+                    let mut svc = service(&format!("b{i}"), "NodePort");
+                    if let Some(offset) = asked.get(i) {
+                        svc["spec"]["clusterIP"] = json!(format!("10.96.0.{offset}"));
+                        svc["spec"]["ports"][0]["nodePort"] = json!(30000 + offset);
+                    }
+                    if second.allocate(&mut svc, None).await.is_ok() {
+                        record(&svc)?;
+                    }
+                }
+                Ok::<(), TestCaseError>(())
+            })?;
+        }
     }
 }

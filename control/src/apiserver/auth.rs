@@ -4,7 +4,9 @@
 //! Tokens live in the data directory (`auth/`), made at first start. A node credential is
 //! `node.<name>.<mac>` where the MAC is an HMAC-SHA256 of the name under a secret only the
 //! control plane holds, so it can be checked without storing it and never names another
-//! node.
+//! node. A service account token is `sa:<namespace>:<name>:<uid>:<mac>`, signed the same
+//! way under its own domain; it names `system:serviceaccount:<namespace>:<name>` and is only
+//! good while that account (with that uid) exists.
 
 use std::{fs, path::Path};
 
@@ -20,6 +22,11 @@ pub const MASTERS: &str = "system:masters";
 pub const NODES: &str = "system:nodes";
 /// The group that may only exchange its token for a node credential.
 pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
+
+/// The group of every service account (each is also in `system:serviceaccounts:<ns>`).
+pub const SERVICE_ACCOUNTS: &str = "system:serviceaccounts";
+/// The user-name prefix of service accounts.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +50,70 @@ pub struct AuthSetupError {
     path: String,
     #[source]
     source: std::io::Error,
+}
+
+/// What a service account token says: whose it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccountClaims {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// Signs and checks service account tokens (handed to the service account controller,
+/// which writes them into Secrets).
+#[derive(Clone)]
+pub struct ServiceAccountSigner {
+    key: Vec<u8>,
+    /// The cluster CA, written beside each token as `ca.crt`.
+    ca_pem: String,
+}
+
+impl std::fmt::Debug for ServiceAccountSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceAccountSigner { .. }")
+    }
+}
+
+impl ServiceAccountSigner {
+    fn mac(&self, namespace: &str, name: &str, uid: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        // Domain-separated from node credentials: no name contains a NUL.
+        mac.update(b"serviceaccount\0");
+        for part in [namespace, name, uid] {
+            mac.update(part.as_bytes());
+            mac.update(b"\0");
+        }
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// The token of service account `namespace/name` with `uid`.
+    pub fn token(&self, namespace: &str, name: &str, uid: &str) -> String {
+        format!(
+            "sa:{namespace}:{name}:{uid}:{}",
+            self.mac(namespace, name, uid)
+        )
+    }
+
+    /// The claims of a token this signer made; `None` for anything else.
+    pub fn verify(&self, token: &str) -> Option<ServiceAccountClaims> {
+        let mut parts = token.strip_prefix("sa:")?.split(':');
+        let (namespace, name, uid, mac) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !constant_time_eq(mac, &self.mac(namespace, name, uid)) {
+            return None;
+        }
+        Some(ServiceAccountClaims {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+        })
+    }
+
+    /// The cluster CA's PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
 }
 
 /// The tokens the server accepts.
@@ -98,6 +169,20 @@ impl Authenticator {
         &self.bootstrap_token
     }
 
+    /// The signer of service account tokens; `ca_pem` is handed out beside them.
+    pub fn service_account_signer(&self, ca_pem: &str) -> ServiceAccountSigner {
+        ServiceAccountSigner {
+            key: self.node_secret.clone(),
+            ca_pem: ca_pem.into(),
+        }
+    }
+
+    /// The service account a token names, if it is a valid service account token (whether
+    /// the account still exists is for the caller to check).
+    pub fn service_account_claims(&self, token: &str) -> Option<ServiceAccountClaims> {
+        self.service_account_signer("").verify(token)
+    }
+
     /// The credential of node `name`.
     pub fn node_credential(&self, name: &str) -> String {
         format!("node.{name}.{}", self.node_mac(name))
@@ -147,6 +232,19 @@ impl Authenticator {
                 user: format!("system:node:{name}"),
                 groups: vec![NODES.into()],
                 node: Some(name.into()),
+            });
+        }
+        if let Some(claims) = self.service_account_claims(token) {
+            return Ok(Identity {
+                user: format!(
+                    "{SERVICE_ACCOUNT_PREFIX}{}:{}",
+                    claims.namespace, claims.name
+                ),
+                groups: vec![
+                    SERVICE_ACCOUNTS.into(),
+                    format!("{SERVICE_ACCOUNTS}:{}", claims.namespace),
+                ],
+                node: None,
             });
         }
         Err(ApiError::new(
@@ -203,7 +301,9 @@ pub struct Attributes<'a> {
 ///
 /// Administrators may do anything. A node may read everything, and write only its own
 /// Node, its own Lease in `kube-node-lease`, Events, and the status (or the final deletion)
-/// of pods bound to it. Bootstrap tokens may do nothing but get a node credential.
+/// of pods bound to it. A service account may read (get, list, watch) the objects of its own
+/// namespace other than Secrets, and nothing else: a read-only view, like Kubernetes' `view`
+/// role bound in its namespace. Bootstrap tokens may do nothing but get a node credential.
 ///
 /// # Errors
 /// Forbidden, with who tried what.
@@ -211,9 +311,12 @@ pub fn authorize(identity: &Identity, attrs: &Attributes<'_>) -> Result<(), ApiE
     if identity.in_group(MASTERS) {
         return Ok(());
     }
-    let allowed = match &identity.node {
-        Some(node) => node_may(node, attrs),
-        None => false,
+    let allowed = match (&identity.node, service_account_namespace(identity)) {
+        (Some(node), _) => node_may(node, attrs),
+        (None, Some(namespace)) => {
+            attrs.verb.is_read() && attrs.namespace == namespace && attrs.resource != "secrets"
+        }
+        (None, None) => false,
     };
     if allowed {
         return Ok(());
@@ -238,6 +341,15 @@ pub fn authorize(identity: &Identity, attrs: &Attributes<'_>) -> Result<(), ApiE
             attrs.namespace
         ),
     ))
+}
+
+/// The namespace of a service account identity.
+fn service_account_namespace(identity: &Identity) -> Option<&str> {
+    identity
+        .user
+        .strip_prefix(SERVICE_ACCOUNT_PREFIX)?
+        .split_once(':')
+        .map(|(namespace, _)| namespace)
 }
 
 fn node_may(node: &str, attrs: &Attributes<'_>) -> bool {
@@ -322,6 +434,45 @@ mod tests {
             auth.authenticate(Some("Bearer node.a.0000"))
                 .unwrap_err()
                 .is(Reason::Unauthorized)
+        );
+    }
+
+    #[test]
+    fn a_service_account_token_names_its_account_and_only_reads_its_namespace() {
+        let (_dir, auth) = auth();
+        let signer = auth.service_account_signer("CA");
+        let token = signer.token("shop", "default", "u-1");
+        let identity = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(identity.user, "system:serviceaccount:shop:default");
+        assert!(identity.in_group("system:serviceaccounts:shop"));
+        assert!(authorize(&identity, &attrs(Verb::List, "pods", "shop", "")).is_ok());
+        for denied in [
+            attrs(Verb::List, "pods", "other", ""),
+            attrs(Verb::List, "pods", "", ""),
+            attrs(Verb::Get, "secrets", "shop", "s"),
+            attrs(Verb::Create, "configmaps", "shop", "c"),
+            attrs(Verb::Delete, "pods", "shop", "p"),
+        ] {
+            assert!(
+                authorize(&identity, &denied)
+                    .unwrap_err()
+                    .is(Reason::Forbidden),
+                "{denied:?}"
+            );
+        }
+        let forged = token.replace(":default:", ":admin:");
+        assert!(
+            auth.authenticate(Some(&format!("Bearer {forged}")))
+                .is_err()
+        );
+        assert!(
+            auth.authenticate(Some("Bearer sa:shop:default:u-1:00"))
+                .is_err()
+        );
+        assert_eq!(
+            auth.service_account_claims(&token).unwrap().uid,
+            "u-1",
+            "the uid is bound into the token"
         );
     }
 

@@ -5,6 +5,7 @@
 //! optimistic concurrency, graceful deletion). Writes go to the store; List and Watch are
 //! served by the `watch_cache`, which follows the store with one watch. `tls` keeps the PKI.
 
+pub mod admission;
 pub mod allocation;
 pub mod auth;
 pub mod instrumented;
@@ -173,6 +174,16 @@ impl ApiServerParts {
             }
         }
         Ok(Self { objects, auth })
+    }
+
+    /// Sets the tolerations new pods get for not-ready and unreachable nodes.
+    #[must_use]
+    pub fn with_default_toleration_seconds(
+        mut self,
+        defaults: admission::DefaultTolerationSeconds,
+    ) -> Self {
+        self.objects = self.objects.with_default_toleration_seconds(defaults);
+        self
     }
 
     /// Serves the API with TLS on every address in `addresses`, observed in `metrics`,

@@ -17,6 +17,7 @@ use skiff_api::{
 };
 
 use super::{
+    admission::DefaultTolerationSeconds,
     allocation::{Allocated, ServiceAllocator},
     watch_cache::{CacheError, CachedObject, WatchCache},
 };
@@ -48,6 +49,7 @@ pub struct ListPage {
 pub struct Objects {
     cache: Arc<WatchCache>,
     services: Option<Arc<ServiceAllocator>>,
+    tolerations: DefaultTolerationSeconds,
 }
 
 impl Objects {
@@ -55,7 +57,14 @@ impl Objects {
         Self {
             cache,
             services: None,
+            tolerations: DefaultTolerationSeconds::default(),
         }
+    }
+
+    /// Sets the tolerations new pods get for not-ready and unreachable nodes.
+    pub fn with_default_toleration_seconds(mut self, defaults: DefaultTolerationSeconds) -> Self {
+        self.tolerations = defaults;
+        self
     }
 
     /// Hands out ClusterIPs and NodePorts to Services as they are stored.
@@ -168,6 +177,9 @@ impl Objects {
         meta.insert("creationTimestamp".into(), Value::String(now()));
         meta.insert("generation".into(), json!(1));
         reset_status_on_create(rt, &mut body);
+        if rt.kind == "Pod" {
+            self.tolerations.apply(&mut body);
+        }
 
         let display_name = body
             .pointer("/metadata/name")
@@ -352,6 +364,9 @@ impl Objects {
                 }
                 new
             }
+            "finalize" if rt.kind == "Namespace" => {
+                return self.finalize_namespace(rt, &old, &body).await;
+            }
             "status" if rt.has_status => {
                 let mut new = old.value.clone();
                 set(
@@ -373,6 +388,54 @@ impl Objects {
         };
         self.write_update(rt, &old, new, subresource == "status", dry_run)
             .await
+    }
+
+    /// Replaces a Namespace's `spec.finalizers` (the `namespaces/finalize` subresource the
+    /// namespace controller writes once the namespace is empty); a terminating namespace
+    /// left without finalizers is deleted.
+    async fn finalize_namespace(
+        &self,
+        rt: &'static ResourceType,
+        old: &CachedObject,
+        body: &Value,
+    ) -> Result<Bytes, ApiError> {
+        let name = object_name(&old.value)?;
+        let finalizers = body
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or_else(|| json!([]));
+        if !finalizers
+            .as_array()
+            .is_some_and(|list| list.iter().all(Value::is_string))
+        {
+            return Err(ApiError::bad_request(
+                "spec.finalizers: must be a list of finalizer names",
+            ));
+        }
+        let mut new = old.value.clone();
+        remove_rv(&mut new);
+        match new.get_mut("spec").and_then(Value::as_object_mut) {
+            Some(spec) => {
+                spec.insert("finalizers".into(), finalizers);
+            }
+            None => set(&mut new, "spec", json!({ "finalizers": finalizers })),
+        }
+        if is_finalized(&new) {
+            let deleted = self
+                .store()
+                .delete(&old.key, Some(old.mod_revision))
+                .await
+                .map_err(|e| store_error(rt, &name, e))?;
+            let bytes = serde_json::to_vec(&new).map_err(internal)?;
+            return Ok(served(&old.key, &bytes, deleted.revision)?.bytes);
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&new).map_err(internal)?);
+        let revision = self
+            .store()
+            .update(&old.key, bytes.clone(), Some(old.mod_revision))
+            .await
+            .map_err(|e| store_error(rt, &name, e))?;
+        Ok(served(&old.key, &bytes, revision)?.bytes)
     }
 
     /// Assigns a pod to a node (the `pods/binding` subresource the scheduler writes): sets

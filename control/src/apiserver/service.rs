@@ -40,12 +40,41 @@ impl ApiService {
         Self { objects, auth }
     }
 
-    fn identity<T>(&self, request: &Request<T>) -> Result<Identity, ApiError> {
+    /// Who is calling; a service account token is only good while its account exists
+    /// with the uid the token was made for.
+    async fn identity<T>(&self, request: &Request<T>) -> Result<Identity, ApiError> {
         let header = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        self.auth.authenticate(header)
+        let identity = self.auth.authenticate(header)?;
+        if let Some(claims) = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|token| self.auth.service_account_claims(token.trim()))
+        {
+            let accounts =
+                resources::by_plural("serviceaccounts").expect("service accounts are served");
+            let live = self
+                .objects
+                .get(accounts, &claims.namespace, &claims.name)
+                .await
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+            let uid = live
+                .as_ref()
+                .and_then(|sa| sa.pointer("/metadata/uid"))
+                .and_then(Value::as_str);
+            if uid != Some(claims.uid.as_str()) {
+                return Err(ApiError::new(
+                    Reason::Unauthorized,
+                    format!(
+                        "Unauthorized: service account {}/{} of this token no longer exists",
+                        claims.namespace, claims.name
+                    ),
+                ));
+            }
+        }
+        Ok(identity)
     }
 
     /// For a node writing a pod: the node the stored pod is bound to.
@@ -133,7 +162,7 @@ impl Api for ApiService {
         &self,
         request: Request<CreateRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let identity = self.identity(&request)?;
+        let identity = self.identity(&request).await?;
         let request = request.into_inner();
         let (rt, target) = resolve(request.target)?;
         let body = decode(&request.object)?;
@@ -147,7 +176,7 @@ impl Api for ApiService {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<ObjectResponse>, Status> {
-        let identity = self.identity(&request)?;
+        let identity = self.identity(&request).await?;
         let request = request.into_inner();
         let (rt, target) = resolve(request.target)?;
         self.check(&identity, Verb::Get, rt, &target, &request.name, "")
@@ -160,7 +189,7 @@ impl Api for ApiService {
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        let identity = self.identity(&request)?;
+        let identity = self.identity(&request).await?;
         let request = request.into_inner();
         let (rt, target) = resolve(request.target)?;
         self.check(&identity, Verb::List, rt, &target, "", "")
@@ -193,7 +222,7 @@ impl Api for ApiService {
         &self,
         request: Request<UpdateRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let identity = self.identity(&request)?;
+        let identity = self.identity(&request).await?;
         let request = request.into_inner();
         let (rt, target) = resolve(request.target)?;
         let body = decode(&request.object)?;
@@ -223,7 +252,7 @@ impl Api for ApiService {
         &self,
         request: Request<PatchRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let identity = self.identity(&request)?;
+        let identity = self.identity(&request).await?;
         let request = request.into_inner();
         let (rt, target) = resolve(request.target)?;
         self.check(
@@ -253,7 +282,7 @@ impl Api for ApiService {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let identity = self.identity(&request)?;
+        let identity = self.identity(&request).await?;
         let request = request.into_inner();
         let (rt, target) = resolve(request.target)?;
         self.check(&identity, Verb::Delete, rt, &target, &request.name, "")
@@ -277,7 +306,7 @@ impl Api for ApiService {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let identity = self.identity(&request)?;
+        let identity = self.identity(&request).await?;
         let request = request.into_inner();
         let (rt, target) = resolve(request.target)?;
         self.check(&identity, Verb::Watch, rt, &target, "", "")
@@ -363,7 +392,7 @@ impl Api for ApiService {
         &self,
         request: Request<NodeCredentialRequest>,
     ) -> Result<Response<NodeCredentialResponse>, Status> {
-        let identity = self.identity(&request)?;
+        let identity = self.identity(&request).await?;
         let node = request.into_inner().node_name;
         let may = identity.in_group(BOOTSTRAPPERS)
             || identity.in_group(super::auth::MASTERS)

@@ -3,6 +3,15 @@
 //! work queue, and `reconcile(key)` reads the caches (never the event payload) and acts.
 //! They run only in the `skiff-control` instance that holds the leader Lease.
 
+pub mod cluster_api;
+pub mod endpoint_slice;
+mod feed;
+pub mod load_balancer;
+pub mod namespace;
+pub mod node_ipam;
+pub mod node_lifecycle;
+pub mod service_account;
+
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use skiff_api::client::Client;
@@ -18,6 +27,17 @@ pub struct ControllerOptions {
     /// How long pods on an unreachable node stay when they do not say otherwise: the
     /// toleration seconds the API server adds to pods (300 s).
     pub default_eviction_seconds: i64,
+    /// Nodes per second that may be given NoExecute taints, which evict their pods
+    /// (kube-controller-manager's `--node-eviction-rate`, 0.1).
+    pub node_eviction_rate: f64,
+    /// Signs the tokens of service accounts; the service account controller is off without.
+    pub service_account_signer: Option<crate::apiserver::auth::ServiceAccountSigner>,
+    /// The pool LoadBalancer Services get addresses from (`--load-balancer-ip-pool`); the
+    /// load balancer controller is off without one.
+    pub load_balancer_pool: Option<load_balancer::IpPool>,
+    /// The cluster CIDR and the prefix length of each node's pod CIDR (`--cluster-cidr`,
+    /// `--node-cidr-mask-size`); node IPAM is off without.
+    pub cluster_cidr: Option<(crate::apiserver::allocation::Cidr, u8)>,
 }
 
 impl Default for ControllerOptions {
@@ -25,6 +45,10 @@ impl Default for ControllerOptions {
         Self {
             node_monitor_grace_period: Duration::from_secs(40),
             default_eviction_seconds: 300,
+            node_eviction_rate: 0.1,
+            service_account_signer: None,
+            load_balancer_pool: None,
+            cluster_cidr: None,
         }
     }
 }
@@ -57,7 +81,26 @@ impl Stop {
 type Runner = fn(Context, Stop) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Every controller, by the name kube-controller-manager gives it.
-const CONTROLLERS: &[(&str, Runner)] = &[];
+const CONTROLLERS: &[(&str, Runner)] = &[
+    ("endpointslice-controller", |context, stop| {
+        Box::pin(endpoint_slice::run(context, stop))
+    }),
+    ("node-lifecycle-controller", |context, stop| {
+        Box::pin(node_lifecycle::run(context, stop))
+    }),
+    ("namespace-controller", |context, stop| {
+        Box::pin(namespace::run(context, stop))
+    }),
+    ("serviceaccount-controller", |context, stop| {
+        Box::pin(service_account::run(context, stop))
+    }),
+    ("service-lb-controller", |context, stop| {
+        Box::pin(load_balancer::run(context, stop))
+    }),
+    ("node-ipam-controller", |context, stop| {
+        Box::pin(node_ipam::run(context, stop))
+    }),
+];
 
 /// Runs every controller until `stop` fires, then waits for them to finish.
 pub async fn run(context: Context, stop: Stop) {
