@@ -5,8 +5,10 @@
 #![no_std]
 #![no_main]
 
+mod lb;
 mod maps;
 mod parse;
+mod sock_lb;
 mod xdp_pass;
 mod xdp_uplink;
 

@@ -3,14 +3,14 @@
 //! The object is built from the `ebpf` crate by the agent's build script and embedded in the
 //! binary, so an agent always runs exactly the programs it was built with.
 
-use std::path::PathBuf;
+use std::{fs::File, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, Xdp, XdpMode},
 };
-use skiff_ebpf_common::{PacketClass, PacketCounter};
+use skiff_ebpf_common::{LbEvent, PacketClass, PacketCounter};
 
 /// The eBPF object built from the `ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SKIFF_EBPF_OBJECT"));
@@ -21,6 +21,29 @@ pub const XDP_UPLINK: &str = "xdp_uplink";
 pub const XDP_PASS: &str = "xdp_pass";
 /// Per-class packet counters of the uplink program.
 pub const UPLINK_STATS: &str = "UPLINK_STATS";
+/// The socket load-balancing programs, attached to the node's cgroup subtree.
+pub const SOCK_PROGRAMS: [&str; 4] = [
+    "sock_connect4",
+    "sock_sendmsg4",
+    "sock_recvmsg4",
+    "sock_getpeername4",
+];
+/// Service address -> service entry.
+pub const SERVICES: &str = "SERVICES";
+/// Backend id -> backend.
+pub const BACKENDS: &str = "BACKENDS";
+/// The Maglev tables, one slot after another.
+pub const MAGLEV: &str = "MAGLEV";
+/// Socket reverse NAT (socket, backend) -> service address.
+pub const SOCK_REV: &str = "SOCK_REV";
+/// Session affinity (client, service) -> backend.
+pub const AFFINITY: &str = "AFFINITY";
+/// XDP conntrack.
+pub const CONNTRACK: &str = "CONNTRACK";
+/// Load-balancing event counters.
+pub const LB_STATS: &str = "LB_STATS";
+/// The maps that hold the data plane's state and are pinned so that they outlive the agent.
+pub const PINNED_MAPS: [&str; 6] = [SERVICES, BACKENDS, MAGLEV, SOCK_REV, AFFINITY, CONNTRACK];
 
 /// Errors from loading, attaching or reading the data plane.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +63,19 @@ pub enum DataplaneError {
         interface: String,
         #[source]
         source: ProgramError,
+    },
+    #[error("attaching `{name}` to cgroup {cgroup}")]
+    AttachCgroup {
+        name: &'static str,
+        cgroup: PathBuf,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("opening cgroup {cgroup}; it must be a cgroup v2 directory (see --cgroup-root)")]
+    OpenCgroup {
+        cgroup: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("the eBPF object has no map `{name}`")]
     MissingMap { name: &'static str },
@@ -63,8 +99,38 @@ pub enum XdpAttachMode {
 /// Where to load the programs and how.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// A bpffs directory under which maps are pinned, so that they outlive the agent.
+    /// A bpffs directory under which maps are pinned, so that they outlive the agent. An
+    /// already pinned map is adopted as it is (with its contents and its size).
     pub pin_path: Option<PathBuf>,
+    /// How big the load-balancing maps are.
+    pub sizes: MapSizes,
+}
+
+/// Capacities of the load-balancing maps (from the agent's configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// Service entries (one per address, port and protocol).
+    pub services: u32,
+    /// Backends over all services.
+    pub backends: u32,
+    /// Entries per Maglev table: a prime (see `maglev::TABLE_SIZES`).
+    pub maglev_table_size: u32,
+    /// Maglev tables: each service holds one, plus one while it is being replaced.
+    pub maglev_tables: u32,
+    /// Socket reverse-NAT, affinity and conntrack entries (LRU).
+    pub flows: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            services: 4096,
+            backends: 16384,
+            maglev_table_size: crate::dataplane::maglev::DEFAULT_TABLE_SIZE,
+            maglev_tables: 256,
+            flows: 65536,
+        }
+    }
 }
 
 /// The loaded programs and maps of one node.
@@ -79,9 +145,21 @@ impl Dataplane {
     /// # Errors
     /// When the kernel rejects a program or a map cannot be created or pinned.
     pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
+        let sizes = options.sizes;
+        let table_entries = sizes.maglev_table_size.saturating_mul(sizes.maglev_tables);
         let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(SERVICES, sizes.services)
+            .map_max_entries(BACKENDS, sizes.backends)
+            .map_max_entries(MAGLEV, table_entries)
+            .map_max_entries(SOCK_REV, sizes.flows)
+            .map_max_entries(AFFINITY, sizes.flows)
+            .map_max_entries(CONNTRACK, sizes.flows)
+            .override_global("MAGLEV_TABLE_SIZE", &sizes.maglev_table_size, true);
         if let Some(pin_path) = &options.pin_path {
-            loader.default_map_pin_directory(pin_path);
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, pin_path.join(name));
+            }
         }
         let mut ebpf = loader
             .load(OBJECT)
@@ -91,7 +169,70 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
+        for name in SOCK_PROGRAMS {
+            sock_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
         Ok(Self { ebpf })
+    }
+
+    /// Attaches the socket load balancer to the cgroup v2 directory `cgroup` (the node's
+    /// subtree, never the root cgroup): every socket of a process below it connects to
+    /// backends instead of service addresses. Other programs on the cgroup stay attached.
+    ///
+    /// The programs stay attached until this `Dataplane` is dropped.
+    ///
+    /// # Errors
+    /// When the cgroup cannot be opened or a program cannot be attached.
+    pub fn attach_socket_lb(&mut self, cgroup: &std::path::Path) -> Result<(), DataplaneError> {
+        let dir = File::open(cgroup).map_err(|source| DataplaneError::OpenCgroup {
+            cgroup: cgroup.to_path_buf(),
+            source,
+        })?;
+        for name in SOCK_PROGRAMS {
+            sock_program(&mut self.ebpf, name)?
+                .attach(&dir, CgroupAttachMode::AllowMultiple)
+                .map_err(|source| DataplaneError::AttachCgroup {
+                    name,
+                    cgroup: cgroup.to_path_buf(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Takes a map out of the loaded object, e.g. to hand it to the map writer.
+    ///
+    /// # Errors
+    /// When the object has no such map or it was already taken.
+    pub fn take_map(&mut self, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {
+        self.ebpf
+            .take_map(name)
+            .ok_or(DataplaneError::MissingMap { name })
+    }
+
+    /// The load-balancing event counters, summed over CPUs.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn lb_stats(&self) -> Result<Vec<(LbEvent, u64)>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(LB_STATS)
+            .ok_or(DataplaneError::MissingMap { name: LB_STATS })?;
+        let map_err = |source| DataplaneError::Map {
+            name: LB_STATS,
+            source,
+        };
+        let stats = PerCpuArray::<_, u64>::try_from(map).map_err(map_err)?;
+        LbEvent::ALL
+            .iter()
+            .map(|&event| {
+                let per_cpu = stats.get(&(event as u32), 0).map_err(map_err)?;
+                Ok((event, per_cpu.iter().sum()))
+            })
+            .collect()
     }
 
     /// Attaches the uplink program to `interface` (in the calling thread's network
@@ -155,6 +296,18 @@ impl Dataplane {
     pub fn pass_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
         xdp_program(&mut self.ebpf, XDP_PASS)
     }
+}
+
+fn sock_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut CgroupSockAddr, DataplaneError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram { name })?;
+    program
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
