@@ -229,7 +229,7 @@ const _: () = assert!(size_of::<CtValue>() == 24);
 
 /// Counters of the load-balancing programs; the discriminant is the `LB_STATS` index.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LbEvent {
     /// A connection or datagram was translated to a backend.
     Translated = 0,

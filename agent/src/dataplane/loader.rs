@@ -191,8 +191,10 @@ impl Dataplane {
             source,
         })?;
         for name in SOCK_PROGRAMS {
+            // Through a bpf_link, which never replaces another program on the cgroup
+            // (links take no BPF_F_ALLOW_MULTI flag: the kernel refuses one).
             sock_program(&mut self.ebpf, name)?
-                .attach(&dir, CgroupAttachMode::AllowMultiple)
+                .attach(&dir, CgroupAttachMode::Single)
                 .map_err(|source| DataplaneError::AttachCgroup {
                     name,
                     cgroup: cgroup.to_path_buf(),

@@ -3,9 +3,12 @@
 //!
 //! `loader` turns the object built from the `ebpf` crate into loaded programs and maps and
 //! attaches them (XDP on the uplink, socket LB on the node's cgroup); `maglev` builds the
-//! backend tables the programs hash into.
+//! backend tables the programs hash into; `services` turns the desired services into the
+//! fewest map writes, in a safe order, through the `lb_maps` seam.
 
+pub mod lb_maps;
 pub mod loader;
 pub mod maglev;
+pub mod services;
 
 pub use loader::{Dataplane, DataplaneError, LoadOptions, MapSizes, XdpAttachMode};
