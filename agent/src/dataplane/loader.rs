@@ -8,7 +8,11 @@ use std::{fs::File, path::PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapError, PerCpuArray},
-    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, Xdp, XdpMode},
+    pin::PinError,
+    programs::{
+        CgroupAttachMode, CgroupSockAddr, ProgramError, Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+    },
 };
 use skiff_ebpf_common::{LbEvent, PacketClass, PacketCounter};
 
@@ -77,6 +81,31 @@ pub enum DataplaneError {
         #[source]
         source: std::io::Error,
     },
+    #[error("pinning the link of `{name}` at {path}")]
+    PinLink {
+        name: &'static str,
+        path: PathBuf,
+        #[source]
+        source: PinError,
+    },
+    #[error("taking over the pinned link {path} of a previous agent")]
+    AdoptLink {
+        path: PathBuf,
+        #[source]
+        source: LinkError,
+    },
+    #[error("unpinning the previous agent's link {path}")]
+    UnpinLink {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating the link pin directory {path}")]
+    LinkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the eBPF object has no map `{name}`")]
     MissingMap { name: &'static str },
     #[error("map `{name}`")]
@@ -137,6 +166,10 @@ impl Default for MapSizes {
 #[derive(Debug)]
 pub struct Dataplane {
     ebpf: Ebpf,
+    pin_path: Option<PathBuf>,
+    /// Socket LB links pinned under `pin_path/links`: they stay attached when the agent
+    /// exits, so forwarding goes on until the next agent replaces them.
+    pinned_links: Vec<PinnedLink>,
 }
 
 impl Dataplane {
@@ -174,32 +207,73 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            pin_path: options.pin_path.clone(),
+            pinned_links: Vec::new(),
+        })
     }
 
     /// Attaches the socket load balancer to the cgroup v2 directory `cgroup` (the node's
     /// subtree, never the root cgroup): every socket of a process below it connects to
     /// backends instead of service addresses. Other programs on the cgroup stay attached.
     ///
-    /// The programs stay attached until this `Dataplane` is dropped.
+    /// Without a pin path the programs stay attached until this `Dataplane` is dropped.
+    /// With one, each link is pinned at `<pin path>/links/<program>` and outlives the agent;
+    /// a link a previous agent pinned there is replaced only once the new one is attached,
+    /// so no connection is ever made without the socket load balancer.
     ///
     /// # Errors
-    /// When the cgroup cannot be opened or a program cannot be attached.
+    /// When the cgroup cannot be opened or a program cannot be attached or pinned.
     pub fn attach_socket_lb(&mut self, cgroup: &std::path::Path) -> Result<(), DataplaneError> {
         let dir = File::open(cgroup).map_err(|source| DataplaneError::OpenCgroup {
             cgroup: cgroup.to_path_buf(),
             source,
         })?;
+        let link_dir = self.pin_path.as_ref().map(|p| p.join("links"));
+        if let Some(path) = &link_dir {
+            std::fs::create_dir_all(path).map_err(|source| DataplaneError::LinkDir {
+                path: path.clone(),
+                source,
+            })?;
+        }
         for name in SOCK_PROGRAMS {
+            let program = sock_program(&mut self.ebpf, name)?;
             // Through a bpf_link, which never replaces another program on the cgroup
             // (links take no BPF_F_ALLOW_MULTI flag: the kernel refuses one).
-            sock_program(&mut self.ebpf, name)?
+            let attach_err = |source| DataplaneError::AttachCgroup {
+                name,
+                cgroup: cgroup.to_path_buf(),
+                source,
+            };
+            let id = program
                 .attach(&dir, CgroupAttachMode::Single)
-                .map_err(|source| DataplaneError::AttachCgroup {
-                    name,
-                    cgroup: cgroup.to_path_buf(),
+                .map_err(attach_err)?;
+            let Some(link_dir) = &link_dir else { continue };
+            let path = link_dir.join(name);
+            let link: FdLink = program
+                .take_link(id)
+                .map_err(attach_err)?
+                .try_into()
+                .map_err(|source| DataplaneError::AdoptLink {
+                    path: path.clone(),
                     source,
                 })?;
+            // The previous agent's link, still attached: released once ours is in place.
+            let previous = match PinnedLink::from_pin(&path) {
+                Ok(pinned) => Some(pinned.unpin().map_err(|source| DataplaneError::UnpinLink {
+                    path: path.clone(),
+                    source,
+                })?),
+                Err(_) => None,
+            };
+            let pinned = link.pin(&path).map_err(|source| DataplaneError::PinLink {
+                name,
+                path: path.clone(),
+                source,
+            })?;
+            drop(previous);
+            self.pinned_links.push(pinned);
         }
         Ok(())
     }

@@ -6,9 +6,11 @@
 //! backend tables the programs hash into; `services` turns the desired services into the
 //! fewest map writes, in a safe order, through the `lb_maps` seam.
 
+pub mod desired;
 pub mod lb_maps;
 pub mod loader;
 pub mod maglev;
+pub mod options;
 pub mod services;
 
 pub use loader::{Dataplane, DataplaneError, LoadOptions, MapSizes, XdpAttachMode};

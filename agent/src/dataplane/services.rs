@@ -369,6 +369,72 @@ impl ServiceSync {
     }
 }
 
+/// How long changes are collected before one apply: a rollout's burst of EndpointSlice
+/// updates becomes one pass over the maps.
+pub const SYNC_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Watches Services and EndpointSlices through `client` and keeps `maps` in sync until
+/// `shutdown` resolves. Level-triggered: every pass recomputes the desired state from the
+/// informer caches and applies the difference; failures are logged and retried on the next
+/// change, and at least every `resync`.
+pub async fn run(
+    client: skiff_api::client::Client,
+    node: super::desired::NodeView,
+    mut maps: impl LbMaps,
+    mut sync: ServiceSync,
+    resync: std::time::Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    use skiff_api::{
+        k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice},
+        runtime::{Config, Informer},
+    };
+    let services = Informer::<Service>::new(client.clone(), "services", "", Config::default());
+    let slices = Informer::<EndpointSlice>::new(client, "endpointslices", "", Config::default());
+    let (mut service_changes, mut slice_changes) = (services.subscribe(), slices.subscribe());
+    let (service_store, slice_store) = (services.store(), slices.store());
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => return,
+        _ = async { service_store.wait_until_ready().await; slice_store.wait_until_ready().await } => {}
+    }
+    let mut tick = tokio::time::interval(resync);
+    loop {
+        let desired =
+            super::desired::desired_services(&node, &service_store.list(), &slice_store.list());
+        let (report, errors) = sync.apply(&mut maps, &desired);
+        if report.services_changed + report.backends_changed > 0 {
+            tracing::info!(
+                services = desired.len(),
+                changed = report.services_changed,
+                backends_changed = report.backends_changed,
+                "service maps synced"
+            );
+        }
+        for error in &errors {
+            tracing::warn!(error = %error_chain(error), full_total = sync.map_full_errors(), "service map sync");
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+            changed = service_changes.recv() => if changed.is_none() { return },
+            changed = slice_changes.recv() => if changed.is_none() { return },
+        }
+        tokio::time::sleep(SYNC_DEBOUNCE).await;
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// `10.96.0.10:53/udp`, for messages.
 pub fn describe(key: &ServiceKey) -> String {
     BackendAddr {
