@@ -41,6 +41,32 @@ impl Netns {
         run("ip", &args)
     }
 
+    /// Makes `command` start inside this namespace. Unlike `ip netns exec`, only the
+    /// network namespace changes: the child keeps the test's mounts, so `/sys/fs/bpf` and
+    /// `/sys/fs/cgroup` are the host's (an agent's pins and cgroups are visible to the test).
+    ///
+    /// Keep the returned file open until the command has been spawned.
+    ///
+    /// # Errors
+    /// When the namespace cannot be opened.
+    pub fn enter_on_spawn(&self, command: &mut Command) -> Result<File> {
+        use std::os::unix::process::CommandExt;
+        let file = File::open(format!("/var/run/netns/{}", self.name))
+            .with_context(|| format!("opening netns {}", self.name))?;
+        let fd = file.as_raw_fd();
+        // SAFETY: runs in the forked child before exec and only calls setns on a
+        // descriptor opened before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(file)
+    }
+
     /// Runs `f` on a thread that has entered this namespace, and returns its result.
     ///
     /// # Errors

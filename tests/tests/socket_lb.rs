@@ -4,15 +4,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::Write,
-    net::{SocketAddr, TcpListener, UdpSocket},
-    process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
-    time::Duration,
+    net::{Ipv4Addr, SocketAddr},
 };
 
 use skiff_agent::dataplane::{
@@ -26,6 +18,7 @@ use skiff_ebpf_common::{
     service::{PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY},
 };
 use skiff_tests::{
+    backends::{self, NameServers},
     cgroup::{TestCgroup, UNIFIED, require_cgroup2},
     netns::Netns,
     require_root,
@@ -35,70 +28,6 @@ const SERVICE: [u8; 4] = [10, 96, 7, 10];
 const EMPTY_SERVICE: [u8; 4] = [10, 96, 7, 11];
 const STICKY_SERVICE: [u8; 4] = [10, 96, 7, 12];
 const BACKENDS: [[u8; 4]; 3] = [[10, 250, 0, 1], [10, 250, 0, 2], [10, 250, 0, 3]];
-
-/// TCP and UDP servers in the test namespace that answer with their own name; stopped and
-/// joined on drop.
-struct Servers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Servers {
-    fn start(ns: &Netns, tcp_port: u16, udp_port: u16) -> Self {
-        let sockets = ns
-            .run(|| {
-                BACKENDS
-                    .iter()
-                    .map(|octets| {
-                        let tcp = TcpListener::bind((std::net::Ipv4Addr::from(*octets), tcp_port))
-                            .expect("bind TCP");
-                        let udp = UdpSocket::bind((std::net::Ipv4Addr::from(*octets), udp_port))
-                            .expect("bind UDP");
-                        (tcp, udp)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .expect("entering the test namespace");
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for (tcp, udp) in sockets {
-            let name = tcp.local_addr().unwrap().ip().to_string();
-            tcp.set_nonblocking(true).unwrap();
-            let (stop_tcp, tcp_name) = (stop.clone(), name.clone());
-            threads.push(std::thread::spawn(move || {
-                while !stop_tcp.load(Ordering::Relaxed) {
-                    match tcp.accept() {
-                        Ok((mut conn, _)) => {
-                            let _ = conn.write_all(tcp_name.as_bytes());
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                    }
-                }
-            }));
-            udp.set_read_timeout(Some(Duration::from_millis(20)))
-                .unwrap();
-            let stop_udp = stop.clone();
-            threads.push(std::thread::spawn(move || {
-                let mut buf = [0u8; 64];
-                while !stop_udp.load(Ordering::Relaxed) {
-                    if let Ok((_, from)) = udp.recv_from(&mut buf) {
-                        let _ = udp.send_to(name.as_bytes(), from);
-                    }
-                }
-            }));
-        }
-        Self { stop, threads }
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.threads.drain(..).for_each(|t| {
-            let _ = t.join();
-        });
-    }
-}
 
 fn backends(port: u16, proto: u8) -> Vec<Backend> {
     BACKENDS
@@ -113,7 +42,7 @@ struct Setup {
     ns: Netns,
     cgroup: TestCgroup,
     dataplane: Dataplane,
-    _servers: Servers,
+    _servers: NameServers,
 }
 
 fn setup() -> Setup {
@@ -132,7 +61,8 @@ fn setup() -> Setup {
         ])
         .unwrap();
     }
-    let servers = Servers::start(&ns, 8080, 5353);
+    let addresses: Vec<Ipv4Addr> = BACKENDS.iter().map(|o| Ipv4Addr::from(*o)).collect();
+    let servers = NameServers::start(&ns, &addresses, 8080, 5353).unwrap();
     let cgroup = TestCgroup::new("skiffcg").unwrap();
     let sizes = MapSizes {
         maglev_table_size: 251,
@@ -195,26 +125,14 @@ fn setup() -> Setup {
 /// Runs the probe in the test cgroup (or outside it, in the namespace only) and returns
 /// its lines.
 fn probe(setup: &Setup, in_cgroup: bool, mode: &str, target: &str, count: usize) -> Vec<String> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sock_probe"));
-    command.args([mode, target, &count.to_string()]);
-    let output = if in_cgroup {
-        setup.cgroup.output_in(&setup.ns, &mut command).unwrap()
+    let binary = env!("CARGO_BIN_EXE_sock_probe");
+    if in_cgroup {
+        backends::probe(&setup.cgroup, &setup.ns, binary, mode, target, count).unwrap()
     } else {
-        let mut argv = vec![env!("CARGO_BIN_EXE_sock_probe"), mode, target];
         let count = count.to_string();
-        argv.push(&count);
-        let stdout = setup.ns.exec(&argv).unwrap();
-        return stdout.lines().map(str::to_string).collect();
-    };
-    assert!(
-        output.status.success(),
-        "sock_probe failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+        let stdout = setup.ns.exec(&[binary, mode, target, &count]).unwrap();
+        stdout.lines().map(str::to_string).collect()
+    }
 }
 
 /// `ok <addr> <reply>` lines: the shown address and how many replies each backend gave.
