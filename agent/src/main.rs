@@ -42,6 +42,7 @@ async fn main() -> Result<()> {
     let mut dataplane = Dataplane::load(&LoadOptions {
         pin_path: Some(config.bpffs.clone()),
         sizes,
+        node_addr: config.node_ip,
     })
     .context("loading the eBPF data plane")?;
     let mode = dataplane

@@ -207,25 +207,29 @@ pub const CT_REPLY: u32 = 1 << 0;
 pub const CT_SNAT: u32 = 1 << 1;
 
 /// What a flow was translated to.
+///
+/// A forward entry (client -> service) names the backend; a reply entry (backend -> client,
+/// or backend -> node address when SNATed) says which addresses to put back.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtValue {
     /// `bpf_ktime_get_ns` of the last packet.
     pub last_seen_ns: u64,
-    /// Forward entries: the backend id. Reply entries: unused (zero).
+    /// Forward entries: the backend id. Reply entries: zero.
     pub backend_id: u32,
     /// `CT_*` bits.
     pub flags: u32,
-    /// Reply entries: the address replies must come from (the service); forward entries:
-    /// the backend address. Network byte order.
+    /// Reply entries: the service address replies must come from. Network byte order.
     pub nat_addr: u32,
-    /// The port matching `nat_addr`, network byte order.
+    /// Reply entries with `CT_SNAT`: the client address replies must go back to.
+    pub client_addr: u32,
+    /// Reply entries: the service port replies must come from, network byte order.
     pub nat_port: u16,
     /// Explicit padding; always zero.
-    pub pad: u16,
+    pub pad: [u8; 6],
 }
 
-const _: () = assert!(size_of::<CtValue>() == 24);
+const _: () = assert!(size_of::<CtValue>() == 32);
 
 /// Counters of the load-balancing programs; the discriminant is the `LB_STATS` index.
 #[repr(u32)]
@@ -241,11 +245,15 @@ pub enum LbEvent {
     StaleBackend = 3,
     /// A reply had its source rewritten back to the service address.
     ReverseTranslated = 4,
+    /// XDP translated a packet of a flow it already tracked.
+    ConntrackHit = 5,
+    /// A remote backend could not be routed to (no FIB entry); the packet was dropped.
+    NoRoute = 6,
 }
 
 impl LbEvent {
     /// Number of events, the size of `LB_STATS`.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 7;
 
     /// Every event, in index order.
     pub const ALL: [LbEvent; Self::COUNT as usize] = [
@@ -254,6 +262,8 @@ impl LbEvent {
         LbEvent::AffinityHit,
         LbEvent::StaleBackend,
         LbEvent::ReverseTranslated,
+        LbEvent::ConntrackHit,
+        LbEvent::NoRoute,
     ];
 
     /// The label used in metrics and CLI output.
@@ -264,6 +274,8 @@ impl LbEvent {
             LbEvent::AffinityHit => "affinity_hit",
             LbEvent::StaleBackend => "stale_backend",
             LbEvent::ReverseTranslated => "reverse_translated",
+            LbEvent::ConntrackHit => "conntrack_hit",
+            LbEvent::NoRoute => "no_route",
         }
     }
 }

@@ -7,8 +7,10 @@
 
 mod lb;
 mod maps;
+mod nat;
 mod parse;
 mod sock_lb;
+mod tc_uplink;
 mod xdp_pass;
 mod xdp_uplink;
 

@@ -36,6 +36,11 @@ pub static MAGLEV: Array<u32> = Array::with_max_entries(64 * 251, 0);
 #[unsafe(no_mangle)]
 pub static MAGLEV_TABLE_SIZE: Global<u32> = Global::new(251);
 
+/// This node's address (network byte order): the source of packets XDP forwards to a
+/// backend on another node. Set by the agent at load time; 0 disables such forwarding.
+#[unsafe(no_mangle)]
+pub static NODE_ADDR: Global<u32> = Global::new(0);
+
 /// (socket, backend) -> the service address the socket asked for.
 #[map(name = "SOCK_REV")]
 pub static SOCK_REV: LruHashMap<SockRevKey, SockRevValue> = LruHashMap::with_max_entries(65536, 0);

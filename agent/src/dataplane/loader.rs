@@ -10,8 +10,10 @@ use aya::{
     maps::{MapError, PerCpuArray},
     pin::PinError,
     programs::{
-        CgroupAttachMode, CgroupSockAddr, ProgramError, Xdp, XdpMode,
+        CgroupAttachMode, CgroupSockAddr, ProgramError, SchedClassifier, TcAttachType, Xdp,
+        XdpMode,
         links::{FdLink, LinkError, PinnedLink},
+        tc,
     },
 };
 use skiff_ebpf_common::{LbEvent, PacketClass, PacketCounter};
@@ -23,6 +25,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SKIFF_EBPF_OBJECT"));
 pub const XDP_UPLINK: &str = "xdp_uplink";
 /// The XDP program that passes everything (for veth peers, and as a baseline).
 pub const XDP_PASS: &str = "xdp_pass";
+/// The TC egress program on a node's uplink (reverse NAT of local backends' replies).
+pub const TC_UPLINK_EGRESS: &str = "tc_uplink_egress";
 /// Per-class packet counters of the uplink program.
 pub const UPLINK_STATS: &str = "UPLINK_STATS";
 /// The socket load-balancing programs, attached to the node's cgroup subtree.
@@ -106,6 +110,12 @@ pub enum DataplaneError {
         #[source]
         source: std::io::Error,
     },
+    #[error("attaching TC egress to interface `{interface}`")]
+    AttachTc {
+        interface: String,
+        #[source]
+        source: ProgramError,
+    },
     #[error("the eBPF object has no map `{name}`")]
     MissingMap { name: &'static str },
     #[error("map `{name}`")]
@@ -133,6 +143,9 @@ pub struct LoadOptions {
     pub pin_path: Option<PathBuf>,
     /// How big the load-balancing maps are.
     pub sizes: MapSizes,
+    /// This node's address: the source XDP gives packets it forwards to another node.
+    /// Without it, NodePort traffic only reaches backends on this node.
+    pub node_addr: Option<std::net::Ipv4Addr>,
 }
 
 /// Capacities of the load-balancing maps (from the agent's configuration).
@@ -180,6 +193,9 @@ impl Dataplane {
     pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
         let sizes = options.sizes;
         let table_entries = sizes.maglev_table_size.saturating_mul(sizes.maglev_tables);
+        let node_addr = options
+            .node_addr
+            .map_or(0, |ip| u32::from_ne_bytes(ip.octets()));
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(SERVICES, sizes.services)
@@ -188,7 +204,8 @@ impl Dataplane {
             .map_max_entries(SOCK_REV, sizes.flows)
             .map_max_entries(AFFINITY, sizes.flows)
             .map_max_entries(CONNTRACK, sizes.flows)
-            .override_global("MAGLEV_TABLE_SIZE", &sizes.maglev_table_size, true);
+            .override_global("MAGLEV_TABLE_SIZE", &sizes.maglev_table_size, true)
+            .override_global("NODE_ADDR", &node_addr, true);
         if let Some(pin_path) = &options.pin_path {
             for name in PINNED_MAPS {
                 loader.map_pin_path(name, pin_path.join(name));
@@ -207,6 +224,12 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
+        tc_program(&mut ebpf, TC_UPLINK_EGRESS)?
+            .load()
+            .map_err(|source| DataplaneError::Program {
+                name: TC_UPLINK_EGRESS,
+                source,
+            })?;
         Ok(Self {
             ebpf,
             pin_path: options.pin_path.clone(),
@@ -319,6 +342,14 @@ impl Dataplane {
     /// # Errors
     /// When the interface does not exist or neither mode can be attached.
     pub fn attach_uplink(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
+        // clsact may already be there (a previous agent's); that is fine.
+        let _ = tc::qdisc_add_clsact(interface);
+        tc_program(&mut self.ebpf, TC_UPLINK_EGRESS)?
+            .attach(interface, TcAttachType::Egress)
+            .map_err(|source| DataplaneError::AttachTc {
+                interface: interface.to_string(),
+                source,
+            })?;
         let xdp = xdp_program(&mut self.ebpf, XDP_UPLINK)?;
         if xdp.attach(interface, XdpMode::Driver).is_ok() {
             return Ok(XdpAttachMode::Native);
@@ -365,6 +396,14 @@ impl Dataplane {
         xdp_program(&mut self.ebpf, XDP_UPLINK)
     }
 
+    /// The uplink's TC egress program, e.g. to run it with `BPF_PROG_TEST_RUN`.
+    ///
+    /// # Errors
+    /// When the object has no such program.
+    pub fn uplink_egress_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
+        tc_program(&mut self.ebpf, TC_UPLINK_EGRESS)
+    }
+
     /// The pass-everything XDP program.
     ///
     /// # Errors
@@ -372,6 +411,18 @@ impl Dataplane {
     pub fn pass_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
         xdp_program(&mut self.ebpf, XDP_PASS)
     }
+}
+
+fn tc_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DataplaneError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram { name })?;
+    program
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
 }
 
 fn sock_program<'a>(
