@@ -72,6 +72,7 @@ fn setup() -> Setup {
     let mut dataplane = Dataplane::load(&LoadOptions {
         pin_path: None,
         sizes,
+        node_addr: None,
     })
     .unwrap();
     dataplane.attach_socket_lb(cgroup.path()).unwrap();
