@@ -17,7 +17,8 @@ use skiff_ebpf_common::{
     service::{BACKEND_LOCAL, PROTO_TCP, PROTO_UDP, SERVICE_EXTERNAL},
 };
 use skiff_tests::{
-    netns::Netns,
+    backends::NameServers,
+    netns::{Netns, veth_between},
     packets::{self, Ipv4, checksum},
     require_root,
 };
@@ -176,8 +177,7 @@ fn inspect(frame: &[u8]) -> Seen {
 }
 
 fn stat(plane: &Plane, event: LbEvent) -> u64 {
-    let stats: HashMap<_, _> = plane.dataplane.lb_stats().unwrap().into_iter().collect();
-    stats[&event]
+    stat_of(&plane.dataplane, event)
 }
 
 #[test]
@@ -421,4 +421,63 @@ fn privileged_nodeport_xdp_snats_flows_to_a_remote_backend_and_reverses_their_re
     let (verdict, _) = empty.run(|| xdp(&mut plane, &lost)).unwrap();
     assert_eq!(verdict, XDP_DROP);
     assert_eq!(stat(&plane, LbEvent::NoRoute), 1);
+}
+
+#[test]
+fn privileged_nodeport_serves_real_tcp_connections_from_outside_through_xdp_and_tc() {
+    require_root();
+    let client = Netns::new("skoc").unwrap();
+    let node = Netns::new("skon").unwrap();
+    let (_, node_if) = veth_between(&client, "10.78.0.1/24", &node, "10.78.0.2/24").unwrap();
+    for pod in LOCAL_PODS {
+        node.exec(&["ip", "addr", "add", &format!("{pod}/32"), "dev", "lo"])
+            .unwrap();
+    }
+    let _servers = NameServers::start(&node, &LOCAL_PODS, 8080, 5353).unwrap();
+    let node_ip = Ipv4Addr::new(10, 78, 0, 2);
+    let sizes = MapSizes {
+        maglev_table_size: 251,
+        maglev_tables: 16,
+        ..MapSizes::default()
+    };
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: None,
+        sizes,
+        node_addr: Some(node_ip),
+    })
+    .unwrap();
+    let mode = node
+        .run(|| dataplane.attach_uplink(&node_if))
+        .unwrap()
+        .unwrap();
+    let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
+    let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 9).unwrap()).unwrap();
+    let desired: BTreeMap<_, _> = [(
+        ServiceKey::new(node_ip.octets(), 30080, PROTO_TCP),
+        external(local(8080, PROTO_TCP)),
+    )]
+    .into_iter()
+    .collect();
+    let (_, errors) = sync.apply(&mut maps, &desired);
+    assert!(errors.is_empty(), "{errors:?}");
+
+    // Nothing listens on 10.78.0.2:30080: only XDP's DNAT makes these connections work.
+    let stdout = client
+        .exec(&[env!("CARGO_BIN_EXE_sock_probe"), "tcp", "10.78.0.2:30080", "40"])
+        .unwrap();
+    let mut replies: HashMap<String, usize> = HashMap::new();
+    for line in stdout.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts[0], "ok", "{line} (XDP attached {mode:?})");
+        assert_eq!(parts[1], "10.78.0.2:30080", "the client talks to the NodePort");
+        *replies.entry(parts[2].to_string()).or_default() += 1;
+    }
+    assert_eq!(replies.values().sum::<usize>(), 40);
+    assert_eq!(replies.len(), 2, "both pods served: {replies:?}");
+    assert!(stat_of(&dataplane, LbEvent::ReverseTranslated) >= 40);
+}
+
+fn stat_of(dataplane: &Dataplane, event: LbEvent) -> u64 {
+    let stats: HashMap<_, _> = dataplane.lb_stats().unwrap().into_iter().collect();
+    stats[&event]
 }
