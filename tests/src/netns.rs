@@ -222,3 +222,47 @@ impl Drop for HostLink {
         let _ = run("ip", &["link", "del", &self.host_if]);
     }
 }
+
+/// Turns off transmit checksum offload on `interface` in the calling thread's namespace
+/// (what `ethtool -K <if> tx off` does), so that frames leave it with complete checksums,
+/// as they arrive from a real network. Run it inside [`Netns::run`].
+///
+/// # Errors
+/// When the interface does not exist or the ioctl fails.
+pub fn disable_tx_checksum_offload(interface: &str) -> Result<()> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: 0,
+    };
+    // SAFETY: an all-zero ifreq is valid (a name of NULs and a zeroed union).
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = interface.as_bytes();
+    if name.len() >= request.ifr_name.len() {
+        bail!("interface name {interface} is too long");
+    }
+    for (dst, src) in request.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    request.ifr_ifru.ifru_data = (&raw mut value).cast();
+    // SAFETY: socket() has no memory preconditions; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        bail!("socket: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: `request` is a valid ifreq whose data points at `value`, both alive here.
+    let rc = unsafe { libc::ioctl(fd, SIOCETHTOOL, &raw mut request) };
+    let error = std::io::Error::last_os_error();
+    // SAFETY: `fd` is the socket opened above.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        bail!("ETHTOOL_STXCSUM off on {interface}: {error}");
+    }
+    Ok(())
+}
