@@ -14,7 +14,7 @@ use skiff_agent::dataplane::{
 };
 use skiff_ebpf_common::{
     Backend, LbEvent, ServiceKey,
-    service::{BACKEND_LOCAL, PROTO_TCP, PROTO_UDP, SERVICE_EXTERNAL},
+    service::{BACKEND_LOCAL, PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY, SERVICE_EXTERNAL},
 };
 use skiff_tests::{
     backends::NameServers,
@@ -72,6 +72,14 @@ fn services(tcp_backends: Vec<Backend>) -> BTreeMap<ServiceKey, DesiredService> 
         (
             ServiceKey::new(NODE.octets(), 30082, PROTO_TCP),
             external(vec![Backend::new(REMOTE_POD.octets(), 8080, PROTO_TCP, 0)]),
+        ),
+        (
+            ServiceKey::new(NODE.octets(), 30090, PROTO_TCP),
+            DesiredService {
+                backends: local(8080, PROTO_TCP),
+                flags: SERVICE_EXTERNAL | SERVICE_AFFINITY,
+                affinity_timeout_secs: 10800,
+            },
         ),
         (
             ServiceKey::new(CLUSTER_IP.octets(), 80, PROTO_TCP),
@@ -265,6 +273,33 @@ fn privileged_nodeport_xdp_keeps_established_flows_on_their_backend_when_backend
         assert_eq!(inspect(&out).dst, *first, "flow from port {port} stays");
     }
     assert_eq!(stat(&plane, LbEvent::ConntrackHit) - hits_before, 64);
+}
+
+#[test]
+fn privileged_nodeport_xdp_client_ip_affinity_sends_every_flow_of_a_client_to_one_pod() {
+    let mut plane = plane();
+    let mut pods = std::collections::HashSet::new();
+    for port in 43000..43032 {
+        let (verdict, out) = xdp(
+            &mut plane,
+            &tcp_frame(CLIENT, port, NODE, 30090, packets::TCP_SYN),
+        );
+        assert_eq!(verdict, XDP_PASS);
+        pods.insert(inspect(&out).dst);
+    }
+    assert_eq!(pods.len(), 1, "one pod for the client: {pods:?}");
+    assert_eq!(stat(&plane, LbEvent::AffinityHit), 31);
+    // Another client may land elsewhere, but sticks too.
+    let other = Ipv4Addr::new(192, 0, 2, 99);
+    let mut others = std::collections::HashSet::new();
+    for port in 43000..43008 {
+        let (_, out) = xdp(
+            &mut plane,
+            &tcp_frame(other, port, NODE, 30090, packets::TCP_SYN),
+        );
+        others.insert(inspect(&out).dst);
+    }
+    assert_eq!(others.len(), 1);
 }
 
 #[test]
