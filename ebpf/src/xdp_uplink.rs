@@ -146,6 +146,9 @@ fn balance(ctx: &XdpContext, packet: &Packet) -> Option<u32> {
         mix64(tuple ^ u64::from(dport) << 40),
     ) else {
         count_lb(LbEvent::NoBackend);
+        if proto == IPPROTO_TCP {
+            return Some(reject_tcp(packet, l4));
+        }
         return Some(xdp_action::XDP_DROP);
     };
     let snat = chosen.flags & BACKEND_LOCAL == 0 && svc.flags & SERVICE_EXTERNAL_LOCAL == 0;
@@ -181,6 +184,63 @@ fn balance(ctx: &XdpContext, packet: &Packet) -> Option<u32> {
     CONNTRACK.insert(&flow.key, &forward, 0).ok()?;
     count_lb(LbEvent::Translated);
     Some(translate(ctx, packet, &flow, &chosen, snat))
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// Turns a TCP segment without payload into the RST that refuses it (RFC 9293 3.10.7.1)
+/// and sends it back (`XDP_TX`): the client sees "connection refused" at once instead of
+/// timing out. Anything else (RSTs, segments with data) is dropped.
+#[inline(always)]
+fn reject_tcp(packet: &Packet, l4: usize) -> u32 {
+    let (Some(eth), Some(ip), Some(tcp)) = (
+        packet.header_mut::<EthHdr>(0),
+        packet.header_mut::<Ipv4Hdr>(ETH_HLEN),
+        packet.header_mut::<TcpHdr>(l4),
+    ) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: all three headers were bounds-checked just above.
+    unsafe {
+        let flags = (*tcp).doff_flags[1];
+        let doff = usize::from((*tcp).doff_flags[0] >> 4) * 4;
+        let payload = usize::from(u16::from_be_bytes((*ip).tot_len))
+            .wrapping_sub((*ip).header_len())
+            .wrapping_sub(doff);
+        if flags & TCP_RST != 0 || payload != 0 {
+            return xdp_action::XDP_DROP;
+        }
+        let seq = u32::from_be_bytes((*tcp).seq);
+        let ack = u32::from_be_bytes((*tcp).ack_seq);
+        let (new_seq, new_ack, new_flags) = if flags & TCP_ACK != 0 {
+            (ack, 0, TCP_RST)
+        } else {
+            let len = u32::from(flags & TCP_SYN != 0) + u32::from(flags & TCP_FIN != 0);
+            (0, seq.wrapping_add(len), TCP_RST | TCP_ACK)
+        };
+        let old_seq = u32::from_ne_bytes((*tcp).seq);
+        let old_ack = u32::from_ne_bytes((*tcp).ack_seq);
+        let old_word = u16::from_ne_bytes((*tcp).doff_flags);
+        let new_word = u16::from_ne_bytes([(*tcp).doff_flags[0], new_flags]);
+        let new_seq = u32::from_ne_bytes(new_seq.to_be_bytes());
+        let new_ack = u32::from_ne_bytes(new_ack.to_be_bytes());
+        let mut check = (*tcp).check;
+        check = crate::nat::csum_replace4(check, old_seq, new_seq);
+        check = crate::nat::csum_replace4(check, old_ack, new_ack);
+        check = crate::nat::csum_replace2(check, old_word, new_word);
+        (*tcp).check = check;
+        (*tcp).seq = new_seq.to_ne_bytes();
+        (*tcp).ack_seq = new_ack.to_ne_bytes();
+        (*tcp).doff_flags[1] = new_flags;
+        // Swapping addresses and ports leaves both checksums as they are.
+        core::mem::swap(&mut (*ip).saddr, &mut (*ip).daddr);
+        core::mem::swap(&mut (*tcp).source, &mut (*tcp).dest);
+        core::mem::swap(&mut (*eth).src, &mut (*eth).dst);
+    }
+    xdp_action::XDP_TX
 }
 
 /// DNAT to `chosen` (and SNAT to the node address for a remote backend).

@@ -25,6 +25,7 @@ use skiff_tests::{
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
 const TC_ACT_OK: u32 = 0;
 
@@ -67,6 +68,10 @@ fn services(tcp_backends: Vec<Backend>) -> BTreeMap<ServiceKey, DesiredService> 
         ),
         (
             ServiceKey::new(NODE.octets(), 30081, PROTO_TCP),
+            external(Vec::new()),
+        ),
+        (
+            ServiceKey::new(NODE.octets(), 30054, PROTO_UDP),
             external(Vec::new()),
         ),
         (
@@ -303,14 +308,62 @@ fn privileged_nodeport_xdp_client_ip_affinity_sends_every_flow_of_a_client_to_on
 }
 
 #[test]
-fn privileged_nodeport_xdp_drops_flows_to_a_service_without_backends_and_counts_them() {
+fn privileged_nodeport_xdp_refuses_tcp_to_a_service_without_backends_with_a_reset() {
     let mut plane = plane();
+    let (verdict, out) = xdp(
+        &mut plane,
+        &bare_segment(CLIENT, 40000, NODE, 30081, packets::TCP_SYN),
+    );
+    assert_eq!(verdict, XDP_TX, "answered on the spot");
+    let seen = inspect(&out);
+    assert_eq!(
+        (seen.src, seen.sport, seen.dst, seen.dport),
+        (NODE, 30081, CLIENT, 40000)
+    );
+    let tcp = &out[14 + 20..];
+    assert_eq!(tcp[13], 0x14, "RST|ACK");
+    assert_eq!(
+        u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        0,
+        "seq"
+    );
+    assert_eq!(
+        u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+        2,
+        "acknowledges the SYN (seq 1)"
+    );
+    assert_eq!(&out[..6], &syn_source_mac(), "back to the sender");
+    assert_eq!(stat(&plane, LbEvent::NoBackend), 1);
+
+    // Never a reset for a reset, for a segment with data, nor for UDP: those are dropped.
     let (verdict, _) = xdp(
         &mut plane,
-        &tcp_frame(CLIENT, 40000, NODE, 30081, packets::TCP_SYN),
+        &tcp_frame(CLIENT, 40001, NODE, 30081, packets::TCP_SYN),
     );
     assert_eq!(verdict, XDP_DROP);
-    assert_eq!(stat(&plane, LbEvent::NoBackend), 1);
+    let (verdict, _) = xdp(&mut plane, &bare_segment(CLIENT, 40000, NODE, 30081, 0x04));
+    assert_eq!(verdict, XDP_DROP);
+    let ip = Ipv4::new(CLIENT, NODE, packets::IPPROTO_UDP);
+    let query = packets::ethernet(
+        packets::ETH_P_IP,
+        &ip.packet(&packets::udp(&ip, 5000, 30054, b"query")),
+    );
+    assert_eq!(xdp(&mut plane, &query).0, XDP_DROP);
+    assert_eq!(stat(&plane, LbEvent::NoBackend), 4);
+}
+
+/// A TCP segment without payload.
+fn bare_segment(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let ip = Ipv4::new(src, dst, packets::IPPROTO_TCP);
+    packets::ethernet(
+        packets::ETH_P_IP,
+        &ip.packet(&packets::tcp(&ip, sport, dport, flags, b"")),
+    )
+}
+
+/// The source MAC `packets::ethernet` writes.
+fn syn_source_mac() -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, 0x01]
 }
 
 #[test]
@@ -463,7 +516,13 @@ fn privileged_nodeport_serves_real_tcp_connections_from_outside_through_xdp_and_
     require_root();
     let client = Netns::new("skoc").unwrap();
     let node = Netns::new("skon").unwrap();
-    let (_, node_if) = veth_between(&client, "10.78.0.1/24", &node, "10.78.0.2/24").unwrap();
+    let (client_if, node_if) =
+        veth_between(&client, "10.78.0.1/24", &node, "10.78.0.2/24").unwrap();
+    // Resets are sent with XDP_TX: complete checksums in, an XDP program on the peer.
+    client
+        .run(|| disable_tx_checksum_offload(&client_if))
+        .unwrap()
+        .unwrap();
     for pod in LOCAL_PODS {
         node.exec(&["ip", "addr", "add", &format!("{pod}/32"), "dev", "lo"])
             .unwrap();
@@ -487,14 +546,41 @@ fn privileged_nodeport_serves_real_tcp_connections_from_outside_through_xdp_and_
         .unwrap();
     let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
     let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 9).unwrap()).unwrap();
-    let desired: BTreeMap<_, _> = [(
-        ServiceKey::new(node_ip.octets(), 30080, PROTO_TCP),
-        external(local(8080, PROTO_TCP)),
-    )]
+    client
+        .run(|| {
+            dataplane
+                .pass_program()
+                .unwrap()
+                .attach(&client_if, aya::programs::XdpMode::Driver)
+                .map(|_| ())
+        })
+        .unwrap()
+        .unwrap();
+    let desired: BTreeMap<_, _> = [
+        (
+            ServiceKey::new(node_ip.octets(), 30080, PROTO_TCP),
+            external(local(8080, PROTO_TCP)),
+        ),
+        (
+            ServiceKey::new(node_ip.octets(), 30081, PROTO_TCP),
+            external(Vec::new()),
+        ),
+    ]
     .into_iter()
     .collect();
     let (_, errors) = sync.apply(&mut maps, &desired);
     assert!(errors.is_empty(), "{errors:?}");
+
+    // A NodePort without backends refuses at once (a reset from XDP), not after a timeout.
+    let refused = client
+        .exec(&[
+            env!("CARGO_BIN_EXE_sock_probe"),
+            "tcp",
+            "10.78.0.2:30081",
+            "3",
+        ])
+        .unwrap();
+    assert_eq!(refused.lines().collect::<Vec<_>>(), vec!["err 111"; 3]);
 
     // Nothing listens on 10.78.0.2:30080: only XDP's DNAT makes these connections work.
     let stdout = client
