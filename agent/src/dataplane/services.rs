@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use skiff_ebpf_common::{
     Backend, ServiceKey, ServiceValue,
-    service::{BACKEND_TERMINATING, PROTO_TCP},
+    service::{BACKEND_LOCAL, BACKEND_TERMINATING, PROTO_TCP},
 };
 
 use super::{
@@ -103,6 +103,8 @@ struct AppliedService {
     /// Backend ids the service references (terminating ones included), sorted; `None` for
     /// a service adopted from pinned maps, whose table is rebuilt on the first apply.
     backend_ids: Option<Vec<u32>>,
+    /// The ids in its Maglev table (not terminating), sorted; `None` when adopted.
+    table_ids: Option<Vec<u32>>,
 }
 
 /// What one [`ServiceSync::apply`] did.
@@ -160,6 +162,7 @@ impl ServiceSync {
                 AppliedService {
                     value,
                     backend_ids: None,
+                    table_ids: None,
                 },
             );
         }
@@ -185,8 +188,9 @@ impl ServiceSync {
     ) -> (ApplyReport, Vec<SyncError>) {
         let mut report = ApplyReport::default();
         let mut errors = Vec::new();
+        let shared_flags = shared_backend_flags(desired);
         for (key, service) in desired {
-            match self.apply_service(maps, key, service) {
+            match self.apply_service(maps, key, service, &shared_flags) {
                 Ok(true) => report.services_changed += 1,
                 Ok(false) => report.services_unchanged += 1,
                 Err(error) => errors.push(error),
@@ -250,6 +254,7 @@ impl ServiceSync {
         maps: &mut impl LbMaps,
         key: &ServiceKey,
         desired: &DesiredService,
+        shared_flags: &HashMap<BackendAddr, u32>,
     ) -> Result<bool, SyncError> {
         let map_err = |source| SyncError::Map {
             service: describe(key),
@@ -258,8 +263,13 @@ impl ServiceSync {
         // 1. Backends, new or with new flags.
         let mut ids = Vec::with_capacity(desired.backends.len());
         let mut active: Vec<(BackendAddr, u32)> = Vec::new();
-        for backend in &desired.backends {
-            let addr = BackendAddr::from(backend);
+        for wanted in &desired.backends {
+            let addr = BackendAddr::from(wanted);
+            let stored = Backend {
+                flags: shared_flags.get(&addr).copied().unwrap_or(wanted.flags),
+                ..*wanted
+            };
+            let backend = &stored;
             let id = match self.backends.get(&addr) {
                 Some((id, current)) if current == backend => *id,
                 Some((id, _)) => {
@@ -277,7 +287,8 @@ impl ServiceSync {
                 }
             };
             ids.push(id);
-            if backend.flags & BACKEND_TERMINATING == 0 {
+            // Table membership follows this service's view of the endpoint.
+            if wanted.flags & BACKEND_TERMINATING == 0 {
                 active.push((addr, id));
             }
         }
@@ -296,22 +307,9 @@ impl ServiceSync {
             affinity_timeout_secs: desired.affinity_timeout_secs,
             pad: 0,
         };
-        let active_before: Option<Vec<u32>> = current.and_then(|c| {
-            c.backend_ids.as_ref().map(|before| {
-                before
-                    .iter()
-                    .copied()
-                    .filter(|id| {
-                        self.backends
-                            .values()
-                            .any(|(b, be)| b == id && be.flags & BACKEND_TERMINATING == 0)
-                    })
-                    .collect()
-            })
-        });
         let mut active_ids: Vec<u32> = active.iter().map(|(_, id)| *id).collect();
         active_ids.sort_unstable();
-        let table_changed = active_before.as_ref() != Some(&active_ids);
+        let table_changed = current.and_then(|c| c.table_ids.as_ref()) != Some(&active_ids);
         if !table_changed
             && current.is_some_and(|c| c.value == value && c.backend_ids.as_ref() == Some(&ids))
         {
@@ -363,6 +361,7 @@ impl ServiceSync {
             AppliedService {
                 value,
                 backend_ids: Some(ids),
+                table_ids: Some(active_ids),
             },
         );
         Ok(true)
@@ -433,6 +432,26 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// One backend entry serves every service that names the address, so its flags must not
+/// flip between services' views while slices catch up: node-local if any says so,
+/// terminating only once all say so (until then it is still chosen by some service).
+fn shared_backend_flags(
+    desired: &BTreeMap<ServiceKey, DesiredService>,
+) -> HashMap<BackendAddr, u32> {
+    let mut flags: HashMap<BackendAddr, u32> = HashMap::new();
+    for backend in desired.values().flat_map(|s| &s.backends) {
+        flags
+            .entry(BackendAddr::from(backend))
+            .and_modify(|f| {
+                let local = (*f | backend.flags) & BACKEND_LOCAL;
+                let terminating = *f & backend.flags & BACKEND_TERMINATING;
+                *f = local | terminating;
+            })
+            .or_insert(backend.flags);
+    }
+    flags
 }
 
 /// `10.96.0.10:53/udp`, for messages.
@@ -732,6 +751,83 @@ mod tests {
             "{:?}",
             maps.log
         );
+    }
+
+    /// Desired states over a small universe: 4 service addresses, 6 backends, some of them
+    /// terminating.
+    fn desired_strategy()
+    -> impl proptest::strategy::Strategy<Value = BTreeMap<ServiceKey, DesiredService>> {
+        use proptest::prelude::*;
+        prop::collection::btree_map(
+            0u8..4,
+            prop::collection::vec((1u8..=6, any::<bool>()), 0..5),
+            0..4,
+        )
+        .prop_map(|services| {
+            services
+                .into_iter()
+                .map(|(last, backends)| {
+                    let backends = backends
+                        .into_iter()
+                        .map(|(i, terminating)| {
+                            let flags = if terminating { BACKEND_TERMINATING } else { 0 };
+                            (i, Backend::new([10, 244, 0, i], 8080, PROTO_TCP, flags))
+                        })
+                        .collect::<BTreeMap<_, _>>()
+                        .into_values()
+                        .collect();
+                    (
+                        svc(last, 80),
+                        DesiredService {
+                            backends,
+                            ..DesiredService::default()
+                        },
+                    )
+                })
+                .collect()
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the sequence of states, every write leaves the maps consistent (the
+        /// recorder checks after each one), the maps end up holding exactly the desired
+        /// services with their ready backends, and a repeated apply writes nothing.
+        #[test]
+        fn any_sequence_of_states_converges_with_every_intermediate_write_consistent(
+            states in proptest::collection::vec(desired_strategy(), 1..6),
+        ) {
+            let mut maps = Recorder::new();
+            let mut state = sync(&maps);
+            for want in &states {
+                let (_, errors) = state.apply(&mut maps, want);
+                proptest::prop_assert!(errors.is_empty(), "{errors:?}");
+                let keys: Vec<_> = maps.services.keys().copied().collect();
+                let wanted: Vec<_> = want.keys().copied().collect();
+                proptest::prop_assert_eq!(keys, wanted);
+                for (key, service) in want {
+                    let ready: BTreeSet<u32> = service
+                        .backends
+                        .iter()
+                        .filter(|b| b.flags & BACKEND_TERMINATING == 0)
+                        .map(|b| b.addr)
+                        .collect();
+                    let value = maps.services[key];
+                    proptest::prop_assert_eq!(value.backend_count as usize, ready.len());
+                    if !ready.is_empty() {
+                        let in_table: BTreeSet<u32> = maps.tables[&value.maglev_slot]
+                            .iter()
+                            .map(|id| maps.backends[id].addr)
+                            .collect();
+                        proptest::prop_assert_eq!(in_table, ready);
+                    }
+                }
+                let writes = maps.log.len();
+                state.apply(&mut maps, want);
+                proptest::prop_assert_eq!(maps.log.len(), writes, "a repeat writes nothing");
+            }
+        }
     }
 
     trait SourceText {
