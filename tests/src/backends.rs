@@ -1,6 +1,7 @@
 //! Stand-in service backends for data-plane tests: TCP and UDP servers bound to given
-//! addresses inside a test network namespace, each answering with its own address, so a
-//! client can tell which backend it reached. Stopped and joined on drop.
+//! addresses inside a test network namespace, each answering `<own address> <client
+//! address>`, so a client can tell which backend it reached and the backend's view of who
+//! connected (preserved or SNATed). Stopped and joined on drop.
 
 use std::{
     io::Write,
@@ -52,8 +53,9 @@ impl NameServers {
             threads.push(std::thread::spawn(move || {
                 while !stop_tcp.load(Ordering::Relaxed) {
                     match tcp.accept() {
-                        Ok((mut conn, _)) => {
-                            let _ = conn.write_all(tcp_name.as_bytes());
+                        Ok((mut conn, peer)) => {
+                            let reply = format!("{tcp_name} {}", peer.ip());
+                            let _ = conn.write_all(reply.as_bytes());
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(2)),
                     }
@@ -65,7 +67,8 @@ impl NameServers {
                 let mut buf = [0u8; 64];
                 while !stop_udp.load(Ordering::Relaxed) {
                     if let Ok((_, from)) = udp.recv_from(&mut buf) {
-                        let _ = udp.send_to(name.as_bytes(), from);
+                        let reply = format!("{name} {}", from.ip());
+                        let _ = udp.send_to(reply.as_bytes(), from);
                     }
                 }
             }));

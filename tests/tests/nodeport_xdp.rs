@@ -599,6 +599,10 @@ fn privileged_nodeport_serves_real_tcp_connections_from_outside_through_xdp_and_
             parts[1], "10.78.0.2:30080",
             "the client talks to the NodePort"
         );
+        assert_eq!(
+            parts[3], "10.78.0.1",
+            "a local pod sees the client's own address"
+        );
         *replies.entry(parts[2].to_string()).or_default() += 1;
     }
     assert_eq!(replies.values().sum::<usize>(), 40);
@@ -728,7 +732,7 @@ fn privileged_nodeport_reaches_a_pod_on_another_node_through_snat_and_xdp_tx() {
     let stats: HashMap<_, _> = dataplane.lb_stats().unwrap().into_iter().collect();
     assert_eq!(
         lines,
-        vec!["ok 10.78.0.2:30082 10.244.20.5"; 10],
+        vec!["ok 10.78.0.2:30082 10.244.20.5 10.78.0.2"; 10],
         "XDP attached {mode:?}; counters {stats:?}; node B's TCP counters: {}",
         node_b
             .exec(&["grep", "-A1", "Tcp:", "/proc/net/snmp"])

@@ -3,7 +3,8 @@
 //!
 //! `sock_probe tcp|udp|udp-connected ADDR:PORT COUNT` makes COUNT connections (or datagram
 //! exchanges), one socket each, and prints one line per attempt:
-//! `ok <peer or source address> <reply>` or `err <errno>`.
+//! `ok <peer or source address> <reply>` or `err <errno>`; the backends of the tests
+//! reply `<backend address> <client address as the backend saw it>`.
 
 use std::{
     io::Read,
