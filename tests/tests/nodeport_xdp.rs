@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, collections::HashMap, net::Ipv4Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
 use skiff_agent::dataplane::{
-    Dataplane, LoadOptions, MapSizes,
+    Dataplane, LoadOptions, MapSizes, XdpAttachMode,
     lb_maps::KernelLbMaps,
     maglev::Maglev,
     services::{DesiredService, ServiceSync},
@@ -20,6 +20,7 @@ use skiff_tests::{
     backends::NameServers,
     netns::{Netns, disable_tx_checksum_offload, veth_between},
     packets::{self, Ipv4, checksum},
+    pins::PinDir,
     require_root,
 };
 
@@ -738,4 +739,91 @@ fn privileged_nodeport_reaches_a_pod_on_another_node_through_snat_and_xdp_tx() {
             .exec(&["grep", "-A1", "Tcp:", "/proc/net/snmp"])
             .unwrap_or_default(),
     );
+}
+
+/// A data plane as an agent runs it: maps and links pinned under `pins`, services written.
+fn pinned_plane(node: &Netns, node_if: &str, pins: &PinDir) -> (Dataplane, XdpAttachMode) {
+    let sizes = MapSizes {
+        maglev_table_size: 251,
+        maglev_tables: 16,
+        ..MapSizes::default()
+    };
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: Some(pins.path().to_path_buf()),
+        sizes,
+        node_addr: Some(Ipv4Addr::new(10, 78, 0, 2)),
+    })
+    .unwrap();
+    let mode = node
+        .run(|| dataplane.attach_uplink(node_if))
+        .unwrap()
+        .unwrap();
+    let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
+    let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 9).unwrap()).unwrap();
+    let desired: BTreeMap<_, _> = [(
+        ServiceKey::new([10, 78, 0, 2], 30080, PROTO_TCP),
+        external(local(8080, PROTO_TCP)),
+    )]
+    .into_iter()
+    .collect();
+    let (_, errors) = sync.apply(&mut maps, &desired);
+    assert!(errors.is_empty(), "{errors:?}");
+    (dataplane, mode)
+}
+
+fn nodeport_answers(client: &Netns) -> Vec<String> {
+    client
+        .exec(&[
+            env!("CARGO_BIN_EXE_sock_probe"),
+            "tcp",
+            "10.78.0.2:30080",
+            "10",
+        ])
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn privileged_pinned_uplink_programs_keep_forwarding_while_no_agent_runs_and_are_taken_over() {
+    require_root();
+    let client = Netns::new("skoc").unwrap();
+    let node = Netns::new("skon").unwrap();
+    let (_, node_if) = veth_between(&client, "10.78.0.1/24", &node, "10.78.0.2/24").unwrap();
+    for pod in LOCAL_PODS {
+        node.exec(&["ip", "addr", "add", &format!("{pod}/32"), "dev", "lo"])
+            .unwrap();
+    }
+    let _servers = NameServers::start(&node, &LOCAL_PODS, 8080, 5353).unwrap();
+    let pins = PinDir::new("skiffbpf").unwrap();
+    let ok = vec!["ok 10.78.0.2:30080".to_string(); 10];
+
+    let (first, mode) = pinned_plane(&node, &node_if, &pins);
+    assert_ne!(mode, XdpAttachMode::Replaced);
+    assert_eq!(nodeport_answers(&client), ok);
+
+    // The agent exits: its pinned links and maps go on forwarding.
+    drop(first);
+    assert_eq!(nodeport_answers(&client), ok, "forwarding with no agent");
+
+    // The next agent swaps its programs into the pinned links and adopts the maps.
+    let (second, mode) = pinned_plane(&node, &node_if, &pins);
+    assert_eq!(mode, XdpAttachMode::Replaced);
+    assert_eq!(nodeport_answers(&client), ok);
+    let links = std::fs::read_dir(pins.path().join("links"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(
+        links,
+        ["tc_uplink_egress", "xdp_uplink"]
+            .map(String::from)
+            .into_iter()
+            .collect(),
+        "one link per hook, the old TC link released"
+    );
+    let xdp_progs = node.exec(&["ip", "link", "show", &node_if]).unwrap();
+    assert!(xdp_progs.contains("xdp"), "{xdp_progs}");
+    drop(second);
 }

@@ -3,7 +3,10 @@
 //! The object is built from the `ebpf` crate by the agent's build script and embedded in the
 //! binary, so an agent always runs exactly the programs it was built with.
 
-use std::{fs::File, path::PathBuf};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -14,6 +17,7 @@ use aya::{
         XdpMode,
         links::{FdLink, LinkError, PinnedLink},
         tc,
+        xdp::XdpLink,
     },
 };
 use skiff_ebpf_common::{LbEvent, PacketClass, PacketCounter};
@@ -133,6 +137,8 @@ pub enum XdpAttachMode {
     Native,
     /// Generic XDP in the network stack, for devices whose driver lacks XDP.
     Generic,
+    /// A previous agent's pinned link now runs this agent's program, in that link's mode.
+    Replaced,
 }
 
 /// Where to load the programs and how.
@@ -248,18 +254,12 @@ impl Dataplane {
     ///
     /// # Errors
     /// When the cgroup cannot be opened or a program cannot be attached or pinned.
-    pub fn attach_socket_lb(&mut self, cgroup: &std::path::Path) -> Result<(), DataplaneError> {
+    pub fn attach_socket_lb(&mut self, cgroup: &Path) -> Result<(), DataplaneError> {
         let dir = File::open(cgroup).map_err(|source| DataplaneError::OpenCgroup {
             cgroup: cgroup.to_path_buf(),
             source,
         })?;
-        let link_dir = self.pin_path.as_ref().map(|p| p.join("links"));
-        if let Some(path) = &link_dir {
-            std::fs::create_dir_all(path).map_err(|source| DataplaneError::LinkDir {
-                path: path.clone(),
-                source,
-            })?;
-        }
+        let link_dir = self.link_dir()?;
         for name in SOCK_PROGRAMS {
             let program = sock_program(&mut self.ebpf, name)?;
             // Through a bpf_link, which never replaces another program on the cgroup
@@ -274,29 +274,8 @@ impl Dataplane {
                 .map_err(attach_err)?;
             let Some(link_dir) = &link_dir else { continue };
             let path = link_dir.join(name);
-            let link: FdLink = program
-                .take_link(id)
-                .map_err(attach_err)?
-                .try_into()
-                .map_err(|source| DataplaneError::AdoptLink {
-                    path: path.clone(),
-                    source,
-                })?;
-            // The previous agent's link, still attached: released once ours is in place.
-            let previous = match PinnedLink::from_pin(&path) {
-                Ok(pinned) => Some(pinned.unpin().map_err(|source| DataplaneError::UnpinLink {
-                    path: path.clone(),
-                    source,
-                })?),
-                Err(_) => None,
-            };
-            let pinned = link.pin(&path).map_err(|source| DataplaneError::PinLink {
-                name,
-                path: path.clone(),
-                source,
-            })?;
-            drop(previous);
-            self.pinned_links.push(pinned);
+            let link = fd_link(program.take_link(id).map_err(attach_err)?, &path)?;
+            self.pinned_links.push(pin_replacing(name, &path, link)?);
         }
         Ok(())
     }
@@ -334,33 +313,81 @@ impl Dataplane {
             .collect()
     }
 
-    /// Attaches the uplink program to `interface` (in the calling thread's network
-    /// namespace), natively when the driver supports it, generically otherwise.
+    /// Attaches the uplink programs to `interface` (in the calling thread's network
+    /// namespace): XDP natively when the driver supports it, generically otherwise, and TC
+    /// egress for reverse NAT.
     ///
-    /// The program stays attached until this `Dataplane` is dropped.
+    /// Without a pin path they stay attached until this `Dataplane` is dropped. With one,
+    /// their links are pinned under `<pin path>/links` and outlive the agent; a previous
+    /// agent's XDP link has its program swapped atomically (keeping its mode), and its TC
+    /// link is released once the new one is attached, so forwarding never stops.
     ///
     /// # Errors
-    /// When the interface does not exist or neither mode can be attached.
+    /// When the interface does not exist or a program cannot be attached or pinned.
     pub fn attach_uplink(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
+        let link_dir = self.link_dir()?;
         // clsact may already be there (a previous agent's); that is fine.
         let _ = tc::qdisc_add_clsact(interface);
-        tc_program(&mut self.ebpf, TC_UPLINK_EGRESS)?
+        let program = tc_program(&mut self.ebpf, TC_UPLINK_EGRESS)?;
+        let tc_err = |source| DataplaneError::AttachTc {
+            interface: interface.to_string(),
+            source,
+        };
+        let id = program
             .attach(interface, TcAttachType::Egress)
-            .map_err(|source| DataplaneError::AttachTc {
-                interface: interface.to_string(),
-                source,
-            })?;
+            .map_err(tc_err)?;
+        if let Some(dir) = &link_dir {
+            let path = dir.join(TC_UPLINK_EGRESS);
+            let link = fd_link(program.take_link(id).map_err(tc_err)?, &path)?;
+            self.pinned_links
+                .push(pin_replacing(TC_UPLINK_EGRESS, &path, link)?);
+        }
+
         let xdp = xdp_program(&mut self.ebpf, XDP_UPLINK)?;
-        if xdp.attach(interface, XdpMode::Driver).is_ok() {
-            return Ok(XdpAttachMode::Native);
+        let xdp_err = |source| DataplaneError::AttachXdp {
+            interface: interface.to_string(),
+            source,
+        };
+        let path = link_dir.as_ref().map(|dir| dir.join(XDP_UPLINK));
+        if let Some(path) = &path
+            && let Ok(previous) = PinnedLink::from_pin(path)
+        {
+            // The pin stays; only the program behind the link changes.
+            let link = XdpLink::try_from(FdLink::from(previous)).map_err(|source| {
+                DataplaneError::AdoptLink {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            xdp.attach_to_link(link).map_err(xdp_err)?;
+            return Ok(XdpAttachMode::Replaced);
         }
-        match xdp.attach(interface, XdpMode::Skb) {
-            Ok(_) => Ok(XdpAttachMode::Generic),
-            Err(source) => Err(DataplaneError::AttachXdp {
-                interface: interface.to_string(),
-                source,
-            }),
+        let (id, mode) = match xdp.attach(interface, XdpMode::Driver) {
+            Ok(id) => (id, XdpAttachMode::Native),
+            Err(_) => (
+                xdp.attach(interface, XdpMode::Skb).map_err(xdp_err)?,
+                XdpAttachMode::Generic,
+            ),
+        };
+        if let Some(path) = &path {
+            let link = fd_link(xdp.take_link(id).map_err(xdp_err)?, path)?;
+            self.pinned_links
+                .push(pin_replacing(XDP_UPLINK, path, link)?);
         }
+        Ok(mode)
+    }
+
+    /// `<pin path>/links`, created if missing; `None` without a pin path.
+    fn link_dir(&self) -> Result<Option<PathBuf>, DataplaneError> {
+        let Some(pin_path) = &self.pin_path else {
+            return Ok(None);
+        };
+        let path = pin_path.join("links");
+        std::fs::create_dir_all(&path).map_err(|source| DataplaneError::LinkDir {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(path))
     }
 
     /// The uplink program's counters, summed over CPUs, one entry per packet class.
@@ -411,6 +438,40 @@ impl Dataplane {
     pub fn pass_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
         xdp_program(&mut self.ebpf, XDP_PASS)
     }
+}
+
+/// A program's link as a plain bpf_link, to pin it.
+fn fd_link<L>(link: L, path: &Path) -> Result<FdLink, DataplaneError>
+where
+    L: TryInto<FdLink, Error = LinkError>,
+{
+    link.try_into().map_err(|source| DataplaneError::AdoptLink {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Pins `link` at `path`; a link a previous agent pinned there is released only after, so
+/// the hook is never without a program.
+fn pin_replacing(
+    name: &'static str,
+    path: &Path,
+    link: FdLink,
+) -> Result<PinnedLink, DataplaneError> {
+    let previous = match PinnedLink::from_pin(path) {
+        Ok(pinned) => Some(pinned.unpin().map_err(|source| DataplaneError::UnpinLink {
+            path: path.to_path_buf(),
+            source,
+        })?),
+        Err(_) => None,
+    };
+    let pinned = link.pin(path).map_err(|source| DataplaneError::PinLink {
+        name,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    drop(previous);
+    Ok(pinned)
 }
 
 fn tc_program<'a>(
