@@ -80,3 +80,45 @@ fn privileged_a_full_backend_map_is_reported_with_the_flag_to_raise_and_counted(
         "the service that fits is live, the other absent"
     );
 }
+
+#[test]
+fn privileged_a_pinned_map_with_an_older_layout_is_replaced_on_load_not_reused() {
+    require_root();
+    let pins = skiff_tests::pins::PinDir::new("skiffbpf").unwrap();
+    let stale = pins.path().join("CONNTRACK");
+    // What an older agent with a 24-byte conntrack value would have left behind.
+    let output = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&stale)
+        .args([
+            "type", "lru_hash", "key", "16", "value", "24", "entries", "16",
+        ])
+        .args(["name", "CONNTRACK"])
+        .output()
+        .expect("running bpftool");
+    assert!(
+        output.status.success(),
+        "bpftool map create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _dataplane = Dataplane::load(&LoadOptions {
+        pin_path: Some(pins.path().to_path_buf()),
+        sizes: MapSizes {
+            maglev_table_size: 251,
+            maglev_tables: 4,
+            ..MapSizes::default()
+        },
+        node_addr: None,
+    })
+    .unwrap();
+    let info = aya::maps::MapData::from_pin(&stale)
+        .unwrap()
+        .info()
+        .unwrap();
+    assert_eq!(
+        info.value_size() as usize,
+        size_of::<skiff_ebpf_common::CtValue>(),
+        "a new map with this agent's layout is pinned in its place"
+    );
+    assert!(pins.pinned().unwrap().contains(&"SERVICES".to_string()));
+}

@@ -10,7 +10,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapError, PerCpuArray},
+    maps::{MapData, MapError, PerCpuArray},
     pin::PinError,
     programs::{
         CgroupAttachMode, CgroupSockAddr, ProgramError, SchedClassifier, TcAttachType, Xdp,
@@ -214,7 +214,9 @@ impl Dataplane {
             .override_global("NODE_ADDR", &node_addr, true);
         if let Some(pin_path) = &options.pin_path {
             for name in PINNED_MAPS {
-                loader.map_pin_path(name, pin_path.join(name));
+                let path = pin_path.join(name);
+                discard_if_incompatible(name, &path);
+                loader.map_pin_path(name, path);
             }
         }
         let mut ebpf = loader
@@ -437,6 +439,49 @@ impl Dataplane {
     /// When the object has no such program.
     pub fn pass_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
         xdp_program(&mut self.ebpf, XDP_PASS)
+    }
+}
+
+/// Key and value sizes of each pinned map, as this agent's programs use them.
+fn pinned_layout(name: &str) -> Option<(usize, usize)> {
+    use skiff_ebpf_common::{
+        AffinityKey, AffinityValue, Backend, CtKey, CtValue, ServiceKey, ServiceValue, SockRevKey,
+        SockRevValue,
+    };
+    Some(match name {
+        SERVICES => (size_of::<ServiceKey>(), size_of::<ServiceValue>()),
+        BACKENDS => (size_of::<u32>(), size_of::<Backend>()),
+        MAGLEV => (size_of::<u32>(), size_of::<u32>()),
+        SOCK_REV => (size_of::<SockRevKey>(), size_of::<SockRevValue>()),
+        AFFINITY => (size_of::<AffinityKey>(), size_of::<AffinityValue>()),
+        CONNTRACK => (size_of::<CtKey>(), size_of::<CtValue>()),
+        _ => return None,
+    })
+}
+
+/// Unpins a map a previous agent left whose layout differs from this agent's (an upgrade
+/// that changed a type): it is made anew, and the running programs keep the old one until
+/// they are replaced. Its entries are lost; service entries are rebuilt from the API.
+fn discard_if_incompatible(name: &'static str, path: &Path) {
+    let Ok(pinned) = MapData::from_pin(path) else {
+        return;
+    };
+    let (Ok(info), Some((key, value))) = (pinned.info(), pinned_layout(name)) else {
+        return;
+    };
+    if info.key_size() as usize != key || info.value_size() as usize != value {
+        tracing::warn!(
+            map = name,
+            path = %path.display(),
+            pinned_key = info.key_size(),
+            pinned_value = info.value_size(),
+            key,
+            value,
+            "a pinned map has another layout than this agent's; starting it afresh"
+        );
+        if let Err(error) = std::fs::remove_file(path) {
+            tracing::warn!(%error, path = %path.display(), "unpinning the outdated map");
+        }
     }
 }
 
