@@ -21,6 +21,7 @@ use skiff_tests::{
     netns::{Netns, disable_tx_checksum_offload, veth_between},
     packets::{self, Ipv4, checksum},
     pins::PinDir,
+    process::workspace_binary,
     require_root,
 };
 
@@ -825,5 +826,31 @@ fn privileged_pinned_uplink_programs_keep_forwarding_while_no_agent_runs_and_are
     );
     let xdp_progs = node.exec(&["ip", "link", "show", &node_if]).unwrap();
     assert!(xdp_progs.contains("xdp"), "{xdp_progs}");
+
+    // skiffctl reads the same pinned maps on the node.
+    let skiffctl = |view: &str| {
+        let output = std::process::Command::new(workspace_binary("skiffctl"))
+            .args(["dataplane", view, "--maglev-table-size", "251", "--bpffs"])
+            .arg(pins.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let services = skiffctl("services");
+    assert!(
+        services.contains("10.78.0.2:30080/tcp")
+            && services.contains("10.244.9.10:8080/tcp (local), 10.244.9.11:8080/tcp (local)"),
+        "{services}"
+    );
+    let flows = skiffctl("conntrack");
+    assert!(
+        flows.contains("10.78.0.1:") && flows.contains("from 10.78.0.2:30080/tcp"),
+        "{flows}"
+    );
     drop(second);
 }
