@@ -58,4 +58,7 @@ pub struct Config {
     /// Memory held back from pods for the system, in MiB (allocatable = capacity - this).
     #[arg(long, default_value_t = 100)]
     pub reserved_memory_mib: u64,
+    /// Data-plane map sizes and the Maglev table.
+    #[command(flatten)]
+    pub dataplane: crate::dataplane::options::DataplaneArgs,
 }

@@ -7,7 +7,13 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use skiff_agent::{
     config::Config,
-    dataplane::{Dataplane, LoadOptions},
+    dataplane::{
+        Dataplane, LoadOptions,
+        desired::NodeView,
+        lb_maps::KernelLbMaps,
+        maglev::Maglev,
+        services::{self, ServiceSync},
+    },
     node::{
         credentials::node_client_config,
         heartbeat::{Heartbeat, HeartbeatTimings},
@@ -29,19 +35,53 @@ async fn main() -> Result<()> {
     let config = Config::parse();
     info!(node = %config.node_name, uplink = %config.uplink, "starting skiff-agent");
 
-    let mut dataplane =
-        Dataplane::load(&LoadOptions::default()).context("loading the eBPF data plane")?;
+    let sizes = config.dataplane.sizes();
+    let maglev = Maglev::new(sizes.maglev_table_size, config.dataplane.maglev_seed)?;
+    std::fs::create_dir_all(&config.bpffs)
+        .with_context(|| format!("creating the bpffs directory {}", config.bpffs.display()))?;
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: Some(config.bpffs.clone()),
+        sizes,
+        node_addr: config.node_ip,
+    })
+    .context("loading the eBPF data plane")?;
     let mode = dataplane
         .attach_uplink(&config.uplink)
         .with_context(|| format!("attaching to the uplink {}", config.uplink))?;
     info!(interface = %config.uplink, ?mode, "uplink XDP program attached");
+    if config.cgroup_root == std::path::Path::new("/sys/fs/cgroup/unified") {
+        anyhow::bail!("--cgroup-root must be a subtree of the unified hierarchy, not its root");
+    }
+    std::fs::create_dir_all(&config.cgroup_root)
+        .with_context(|| format!("creating the cgroup {}", config.cgroup_root.display()))?;
+    dataplane
+        .attach_socket_lb(&config.cgroup_root)
+        .context("attaching socket load balancing")?;
+    info!(cgroup = %config.cgroup_root.display(), "socket load balancing attached");
+    let maps = KernelLbMaps::take(&mut dataplane, sizes.maglev_table_size)?;
+    let sync = ServiceSync::adopt(&maps, maglev)?;
+    info!(adopted = sync.service_count(), pins = %config.bpffs.display(), "service maps adopted");
 
-    let heartbeat = register(&config).await?;
+    let (heartbeat, client) = register(&config).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let beating = tokio::spawn(heartbeat.run(async move {
-        let mut stopped = stopped;
-        let _ = stopped.wait_for(|&s| s).await;
-    }));
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|&s| s).await;
+        }
+    };
+    let beating = tokio::spawn(heartbeat.run(until_stopped()));
+    let syncing = tokio::spawn(services::run(
+        client,
+        NodeView {
+            name: config.node_name.clone(),
+            address: config.node_ip,
+        },
+        maps,
+        sync,
+        Duration::from_secs(60),
+        until_stopped(),
+    ));
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut report = tokio::time::interval(Duration::from_secs(60));
@@ -61,13 +101,14 @@ async fn main() -> Result<()> {
     }
     let _ = stop.send(true);
     let _ = beating.await;
-    info!("stopping: the uplink program is detached with the agent");
+    let _ = syncing.await;
+    info!("stopping: programs detach with the agent; pinned maps keep their state");
     Ok(())
 }
 
 /// Gets this node's credential and registers the node, retrying until the control plane
 /// answers (it may start after the agent).
-async fn register(config: &Config) -> Result<Heartbeat> {
+async fn register(config: &Config) -> Result<(Heartbeat, Client)> {
     let ca = std::fs::read_to_string(&config.ca_file)
         .with_context(|| format!("reading the cluster CA {}", config.ca_file.display()))?;
     let base = ClientConfig {
@@ -95,8 +136,9 @@ async fn register(config: &Config) -> Result<Heartbeat> {
                 config.bootstrap_token_file.as_deref(),
             )
             .await?;
+            let client = Client::new(&client_config)?;
             let mut heartbeat = Heartbeat::new(
-                Client::new(&client_config)?,
+                client.clone(),
                 facts.clone(),
                 HeartbeatTimings {
                     lease_renew_interval: Duration::from_secs(config.lease_renew_seconds),
@@ -104,10 +146,10 @@ async fn register(config: &Config) -> Result<Heartbeat> {
                 },
             );
             heartbeat.register().await?;
-            anyhow::Ok(heartbeat)
+            anyhow::Ok((heartbeat, client))
         };
         match attempt.await {
-            Ok(heartbeat) => return Ok(heartbeat),
+            Ok(registered) => return Ok(registered),
             Err(error) => {
                 warn!(error = format!("{error:#}"), retry_in = ?delay, "registering the node failed");
                 tokio::time::sleep(delay).await;

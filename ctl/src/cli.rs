@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{api_resources, apply, completion, create, delete, describe, get};
+use crate::commands::{api_resources, apply, completion, create, dataplane, delete, describe, get};
 use crate::config::ConnectionArgs;
 
 /// skiffctl controls a Skiff cluster, with kubectl's verbs and habits.
@@ -40,6 +40,8 @@ pub enum Command {
     ApiResources(api_resources::ApiResourcesArgs),
     /// Print a shell completion script (bash, zsh, fish, ...)
     Completion(completion::CompletionArgs),
+    /// Show this node's eBPF load balancing: services and backends, or tracked flows
+    Dataplane(dataplane::DataplaneArgs),
 }
 
 #[cfg(test)]

@@ -4,6 +4,11 @@
 //! compile-time assertion so that kernel and user space can never disagree on a layout.
 #![no_std]
 
+pub mod service;
 pub mod stats;
 
+pub use service::{
+    AffinityKey, AffinityValue, Backend, CtKey, CtValue, LbEvent, ServiceKey, ServiceValue,
+    SockRevKey, SockRevValue,
+};
 pub use stats::{PacketClass, PacketCounter};

@@ -5,8 +5,12 @@
 #![no_std]
 #![no_main]
 
+mod lb;
 mod maps;
+mod nat;
 mod parse;
+mod sock_lb;
+mod tc_uplink;
 mod xdp_pass;
 mod xdp_uplink;
 

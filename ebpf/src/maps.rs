@@ -1,13 +1,62 @@
 //! Every map the programs share, defined in one place so that names and sizes are easy to
 //! audit against the agent's loader (`agent/src/dataplane/loader.rs`).
+//!
+//! Sizes here are defaults: the agent overrides them from its configuration at load time
+//! and pins the load-balancing maps under the node's bpffs directory.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
-use skiff_ebpf_common::{PacketClass, PacketCounter};
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use skiff_ebpf_common::{
+    AffinityKey, AffinityValue, Backend, CtKey, CtValue, LbEvent, PacketClass, PacketCounter,
+    ServiceKey, ServiceValue, SockRevKey, SockRevValue,
+};
 
 /// Frames seen by the uplink XDP program, per packet class and CPU.
 #[map(name = "UPLINK_STATS")]
 pub static UPLINK_STATS: PerCpuArray<PacketCounter> =
     PerCpuArray::with_max_entries(PacketClass::COUNT, 0);
+
+/// Service address -> how to pick its backend.
+#[map(name = "SERVICES")]
+pub static SERVICES: HashMap<ServiceKey, ServiceValue> = HashMap::with_max_entries(4096, 0);
+
+/// Backend id -> backend address.
+#[map(name = "BACKENDS")]
+pub static BACKENDS: HashMap<u32, Backend> = HashMap::with_max_entries(16384, 0);
+
+/// Maglev tables, one after another: slot `s` holds backend ids at
+/// `s * MAGLEV_TABLE_SIZE .. (s + 1) * MAGLEV_TABLE_SIZE`.
+#[map(name = "MAGLEV")]
+pub static MAGLEV: Array<u32> = Array::with_max_entries(64 * 251, 0);
+
+/// Entries per Maglev table (a prime), set by the agent at load time.
+#[unsafe(no_mangle)]
+pub static MAGLEV_TABLE_SIZE: Global<u32> = Global::new(251);
+
+/// This node's address (network byte order): the source of packets XDP forwards to a
+/// backend on another node. Set by the agent at load time; 0 disables such forwarding.
+#[unsafe(no_mangle)]
+pub static NODE_ADDR: Global<u32> = Global::new(0);
+
+/// (socket, backend) -> the service address the socket asked for.
+#[map(name = "SOCK_REV")]
+pub static SOCK_REV: LruHashMap<SockRevKey, SockRevValue> = LruHashMap::with_max_entries(65536, 0);
+
+/// (client, service) -> the backend the client sticks to.
+#[map(name = "AFFINITY")]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::with_max_entries(65536, 0);
+
+/// Flows translated by XDP, both directions.
+#[map(name = "CONNTRACK")]
+pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(65536, 0);
+
+/// Load-balancing events per CPU (`LbEvent` is the index).
+#[map(name = "LB_STATS")]
+pub static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(LbEvent::COUNT, 0);
 
 /// Adds one frame of `len` bytes to `class`'s counter on this CPU.
 #[inline(always)]
@@ -19,5 +68,14 @@ pub fn count(class: PacketClass, len: usize) {
             (*counter).packets += 1;
             (*counter).bytes += len as u64;
         }
+    }
+}
+
+/// Counts one load-balancing event on this CPU.
+#[inline(always)]
+pub fn count_lb(event: LbEvent) {
+    if let Some(counter) = LB_STATS.get_ptr_mut(event as u32) {
+        // SAFETY: as in `count`: this CPU's slot, written only by this CPU.
+        unsafe { *counter += 1 };
     }
 }

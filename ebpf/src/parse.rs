@@ -93,4 +93,10 @@ impl Packet {
         }
         Some(at as *const T)
     }
+
+    /// A writable pointer to a `T` at `offset`, if the whole `T` lies inside the packet.
+    #[inline(always)]
+    pub fn header_mut<T>(&self, offset: usize) -> Option<*mut T> {
+        self.header::<T>(offset).map(|p| p.cast_mut())
+    }
 }

@@ -3,12 +3,15 @@
 //!
 //! Every privileged test needs root; [`require_root`] fails (never skips) without it.
 
+pub mod backends;
+pub mod cgroup;
 pub mod control;
 pub mod etcd;
 pub mod metrics;
 pub mod netns;
 pub mod oci;
 pub mod packets;
+pub mod pins;
 pub mod process;
 pub mod wait;
 

@@ -41,6 +41,32 @@ impl Netns {
         run("ip", &args)
     }
 
+    /// Makes `command` start inside this namespace. Unlike `ip netns exec`, only the
+    /// network namespace changes: the child keeps the test's mounts, so `/sys/fs/bpf` and
+    /// `/sys/fs/cgroup` are the host's (an agent's pins and cgroups are visible to the test).
+    ///
+    /// Keep the returned file open until the command has been spawned.
+    ///
+    /// # Errors
+    /// When the namespace cannot be opened.
+    pub fn enter_on_spawn(&self, command: &mut Command) -> Result<File> {
+        use std::os::unix::process::CommandExt;
+        let file = File::open(format!("/var/run/netns/{}", self.name))
+            .with_context(|| format!("opening netns {}", self.name))?;
+        let fd = file.as_raw_fd();
+        // SAFETY: runs in the forked child before exec and only calls setns on a
+        // descriptor opened before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(file)
+    }
+
     /// Runs `f` on a thread that has entered this namespace, and returns its result.
     ///
     /// # Errors
@@ -195,4 +221,48 @@ impl Drop for HostLink {
     fn drop(&mut self) {
         let _ = run("ip", &["link", "del", &self.host_if]);
     }
+}
+
+/// Turns off transmit checksum offload on `interface` in the calling thread's namespace
+/// (what `ethtool -K <if> tx off` does), so that frames leave it with complete checksums,
+/// as they arrive from a real network. Run it inside [`Netns::run`].
+///
+/// # Errors
+/// When the interface does not exist or the ioctl fails.
+pub fn disable_tx_checksum_offload(interface: &str) -> Result<()> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: 0,
+    };
+    // SAFETY: an all-zero ifreq is valid (a name of NULs and a zeroed union).
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = interface.as_bytes();
+    if name.len() >= request.ifr_name.len() {
+        bail!("interface name {interface} is too long");
+    }
+    for (dst, src) in request.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    request.ifr_ifru.ifru_data = (&raw mut value).cast();
+    // SAFETY: socket() has no memory preconditions; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        bail!("socket: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: `request` is a valid ifreq whose data points at `value`, both alive here.
+    let rc = unsafe { libc::ioctl(fd, SIOCETHTOOL, &raw mut request) };
+    let error = std::io::Error::last_os_error();
+    // SAFETY: `fd` is the socket opened above.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        bail!("ETHTOOL_STXCSUM off on {interface}: {error}");
+    }
+    Ok(())
 }

@@ -10,8 +10,10 @@ use std::{
 use serde_json::Value;
 use skiff_api::client::Client;
 use skiff_tests::{
+    cgroup::TestCgroup,
     control::{Backend, ControlPlane},
     netns::{HostLink, Netns},
+    pins::PinDir,
     process::{ChildGuard, spawn_guarded, workspace_binary},
     require_root,
 };
@@ -23,6 +25,8 @@ struct Node {
     link: HostLink,
     state: tempfile::TempDir,
     name: String,
+    cgroup: TestCgroup,
+    pins: PinDir,
 }
 
 fn start_agent(control: &ControlPlane, node: &Node) -> ChildGuard {
@@ -31,10 +35,10 @@ fn start_agent(control: &ControlPlane, node: &Node) -> ChildGuard {
         .append(true)
         .open(node.state.path().join("agent.log"))
         .unwrap();
-    let mut command = Command::new("ip");
+    // Only the network namespace is entered: the agent sees the host's bpffs and cgroup2.
+    let mut command = Command::new(workspace_binary("skiff-agent"));
+    let _netns = node.netns.enter_on_spawn(&mut command).unwrap();
     command
-        .args(["netns", "exec", node.netns.name()])
-        .arg(workspace_binary("skiff-agent"))
         .args(["--node-name", &node.name, "--uplink", &node.link.node_if])
         .args([
             "--node-ip",
@@ -50,6 +54,16 @@ fn start_agent(control: &ControlPlane, node: &Node) -> ChildGuard {
         .arg("--bootstrap-token-file")
         .arg(control.data_dir().join("auth/bootstrap.token"))
         .args(["--lease-renew-seconds", "1"])
+        .arg("--cgroup-root")
+        .arg(node.cgroup.path())
+        .arg("--bpffs")
+        .arg(node.pins.path())
+        .args([
+            "--maglev-table-size",
+            "251",
+            "--dataplane-maglev-tables",
+            "16",
+        ])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
@@ -98,6 +112,8 @@ async fn privileged_agent_registers_its_node_and_keeps_its_lease_fresh() {
         link,
         state: tempfile::tempdir().unwrap(),
         name: "agent-node-1".into(),
+        cgroup: TestCgroup::new("skiffcg").unwrap(),
+        pins: PinDir::new("skiffbpf").unwrap(),
     };
     let client = control.admin_client().unwrap();
     let log = || std::fs::read_to_string(node.state.path().join("agent.log")).unwrap_or_default();

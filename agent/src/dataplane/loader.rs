@@ -3,14 +3,24 @@
 //! The object is built from the `ebpf` crate by the agent's build script and embedded in the
 //! binary, so an agent always runs exactly the programs it was built with.
 
-use std::path::PathBuf;
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode},
+    maps::{MapData, MapError, PerCpuArray},
+    pin::PinError,
+    programs::{
+        CgroupAttachMode, CgroupSockAddr, ProgramError, SchedClassifier, TcAttachType, Xdp,
+        XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        tc,
+        xdp::XdpLink,
+    },
 };
-use skiff_ebpf_common::{PacketClass, PacketCounter};
+use skiff_ebpf_common::{LbEvent, PacketClass, PacketCounter};
 
 /// The eBPF object built from the `ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SKIFF_EBPF_OBJECT"));
@@ -19,8 +29,33 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SKIFF_EBPF_OBJECT"));
 pub const XDP_UPLINK: &str = "xdp_uplink";
 /// The XDP program that passes everything (for veth peers, and as a baseline).
 pub const XDP_PASS: &str = "xdp_pass";
+/// The TC egress program on a node's uplink (reverse NAT of local backends' replies).
+pub const TC_UPLINK_EGRESS: &str = "tc_uplink_egress";
 /// Per-class packet counters of the uplink program.
 pub const UPLINK_STATS: &str = "UPLINK_STATS";
+/// The socket load-balancing programs, attached to the node's cgroup subtree.
+pub const SOCK_PROGRAMS: [&str; 4] = [
+    "sock_connect4",
+    "sock_sendmsg4",
+    "sock_recvmsg4",
+    "sock_getpeername4",
+];
+/// Service address -> service entry.
+pub const SERVICES: &str = "SERVICES";
+/// Backend id -> backend.
+pub const BACKENDS: &str = "BACKENDS";
+/// The Maglev tables, one slot after another.
+pub const MAGLEV: &str = "MAGLEV";
+/// Socket reverse NAT (socket, backend) -> service address.
+pub const SOCK_REV: &str = "SOCK_REV";
+/// Session affinity (client, service) -> backend.
+pub const AFFINITY: &str = "AFFINITY";
+/// XDP conntrack.
+pub const CONNTRACK: &str = "CONNTRACK";
+/// Load-balancing event counters.
+pub const LB_STATS: &str = "LB_STATS";
+/// The maps that hold the data plane's state and are pinned so that they outlive the agent.
+pub const PINNED_MAPS: [&str; 6] = [SERVICES, BACKENDS, MAGLEV, SOCK_REV, AFFINITY, CONNTRACK];
 
 /// Errors from loading, attaching or reading the data plane.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +72,50 @@ pub enum DataplaneError {
     },
     #[error("attaching XDP to interface `{interface}` (tried native and generic mode)")]
     AttachXdp {
+        interface: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("attaching `{name}` to cgroup {cgroup}")]
+    AttachCgroup {
+        name: &'static str,
+        cgroup: PathBuf,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("opening cgroup {cgroup}; it must be a cgroup v2 directory (see --cgroup-root)")]
+    OpenCgroup {
+        cgroup: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pinning the link of `{name}` at {path}")]
+    PinLink {
+        name: &'static str,
+        path: PathBuf,
+        #[source]
+        source: PinError,
+    },
+    #[error("taking over the pinned link {path} of a previous agent")]
+    AdoptLink {
+        path: PathBuf,
+        #[source]
+        source: LinkError,
+    },
+    #[error("unpinning the previous agent's link {path}")]
+    UnpinLink {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating the link pin directory {path}")]
+    LinkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("attaching TC egress to interface `{interface}`")]
+    AttachTc {
         interface: String,
         #[source]
         source: ProgramError,
@@ -58,19 +137,58 @@ pub enum XdpAttachMode {
     Native,
     /// Generic XDP in the network stack, for devices whose driver lacks XDP.
     Generic,
+    /// A previous agent's pinned link now runs this agent's program, in that link's mode.
+    Replaced,
 }
 
 /// Where to load the programs and how.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// A bpffs directory under which maps are pinned, so that they outlive the agent.
+    /// A bpffs directory under which maps are pinned, so that they outlive the agent. An
+    /// already pinned map is adopted as it is (with its contents and its size).
     pub pin_path: Option<PathBuf>,
+    /// How big the load-balancing maps are.
+    pub sizes: MapSizes,
+    /// This node's address: the source XDP gives packets it forwards to another node.
+    /// Without it, NodePort traffic only reaches backends on this node.
+    pub node_addr: Option<std::net::Ipv4Addr>,
+}
+
+/// Capacities of the load-balancing maps (from the agent's configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// Service entries (one per address, port and protocol).
+    pub services: u32,
+    /// Backends over all services.
+    pub backends: u32,
+    /// Entries per Maglev table: a prime (see `maglev::TABLE_SIZES`).
+    pub maglev_table_size: u32,
+    /// Maglev tables: each service holds one, plus one while it is being replaced.
+    pub maglev_tables: u32,
+    /// Socket reverse-NAT, affinity and conntrack entries (LRU).
+    pub flows: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            services: 4096,
+            backends: 16384,
+            maglev_table_size: crate::dataplane::maglev::DEFAULT_TABLE_SIZE,
+            maglev_tables: 256,
+            flows: 65536,
+        }
+    }
 }
 
 /// The loaded programs and maps of one node.
 #[derive(Debug)]
 pub struct Dataplane {
     ebpf: Ebpf,
+    pin_path: Option<PathBuf>,
+    /// Socket LB links pinned under `pin_path/links`: they stay attached when the agent
+    /// exits, so forwarding goes on until the next agent replaces them.
+    pinned_links: Vec<PinnedLink>,
 }
 
 impl Dataplane {
@@ -79,9 +197,27 @@ impl Dataplane {
     /// # Errors
     /// When the kernel rejects a program or a map cannot be created or pinned.
     pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
+        let sizes = options.sizes;
+        let table_entries = sizes.maglev_table_size.saturating_mul(sizes.maglev_tables);
+        let node_addr = options
+            .node_addr
+            .map_or(0, |ip| u32::from_ne_bytes(ip.octets()));
         let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(SERVICES, sizes.services)
+            .map_max_entries(BACKENDS, sizes.backends)
+            .map_max_entries(MAGLEV, table_entries)
+            .map_max_entries(SOCK_REV, sizes.flows)
+            .map_max_entries(AFFINITY, sizes.flows)
+            .map_max_entries(CONNTRACK, sizes.flows)
+            .override_global("MAGLEV_TABLE_SIZE", &sizes.maglev_table_size, true)
+            .override_global("NODE_ADDR", &node_addr, true);
         if let Some(pin_path) = &options.pin_path {
-            loader.default_map_pin_directory(pin_path);
+            for name in PINNED_MAPS {
+                let path = pin_path.join(name);
+                discard_if_incompatible(name, &path);
+                loader.map_pin_path(name, path);
+            }
         }
         let mut ebpf = loader
             .load(OBJECT)
@@ -91,28 +227,169 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
-        Ok(Self { ebpf })
+        for name in SOCK_PROGRAMS {
+            sock_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
+        tc_program(&mut ebpf, TC_UPLINK_EGRESS)?
+            .load()
+            .map_err(|source| DataplaneError::Program {
+                name: TC_UPLINK_EGRESS,
+                source,
+            })?;
+        Ok(Self {
+            ebpf,
+            pin_path: options.pin_path.clone(),
+            pinned_links: Vec::new(),
+        })
     }
 
-    /// Attaches the uplink program to `interface` (in the calling thread's network
-    /// namespace), natively when the driver supports it, generically otherwise.
+    /// Attaches the socket load balancer to the cgroup v2 directory `cgroup` (the node's
+    /// subtree, never the root cgroup): every socket of a process below it connects to
+    /// backends instead of service addresses. Other programs on the cgroup stay attached.
     ///
-    /// The program stays attached until this `Dataplane` is dropped.
+    /// Without a pin path the programs stay attached until this `Dataplane` is dropped.
+    /// With one, each link is pinned at `<pin path>/links/<program>` and outlives the agent;
+    /// a link a previous agent pinned there is replaced only once the new one is attached,
+    /// so no connection is ever made without the socket load balancer.
     ///
     /// # Errors
-    /// When the interface does not exist or neither mode can be attached.
-    pub fn attach_uplink(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
-        let xdp = xdp_program(&mut self.ebpf, XDP_UPLINK)?;
-        if xdp.attach(interface, XdpMode::Driver).is_ok() {
-            return Ok(XdpAttachMode::Native);
-        }
-        match xdp.attach(interface, XdpMode::Skb) {
-            Ok(_) => Ok(XdpAttachMode::Generic),
-            Err(source) => Err(DataplaneError::AttachXdp {
-                interface: interface.to_string(),
+    /// When the cgroup cannot be opened or a program cannot be attached or pinned.
+    pub fn attach_socket_lb(&mut self, cgroup: &Path) -> Result<(), DataplaneError> {
+        let dir = File::open(cgroup).map_err(|source| DataplaneError::OpenCgroup {
+            cgroup: cgroup.to_path_buf(),
+            source,
+        })?;
+        let link_dir = self.link_dir()?;
+        for name in SOCK_PROGRAMS {
+            let program = sock_program(&mut self.ebpf, name)?;
+            // Through a bpf_link, which never replaces another program on the cgroup
+            // (links take no BPF_F_ALLOW_MULTI flag: the kernel refuses one).
+            let attach_err = |source| DataplaneError::AttachCgroup {
+                name,
+                cgroup: cgroup.to_path_buf(),
                 source,
-            }),
+            };
+            let id = program
+                .attach(&dir, CgroupAttachMode::Single)
+                .map_err(attach_err)?;
+            let Some(link_dir) = &link_dir else { continue };
+            let path = link_dir.join(name);
+            let link = fd_link(program.take_link(id).map_err(attach_err)?, &path)?;
+            self.pinned_links.push(pin_replacing(name, &path, link)?);
         }
+        Ok(())
+    }
+
+    /// Takes a map out of the loaded object, e.g. to hand it to the map writer.
+    ///
+    /// # Errors
+    /// When the object has no such map or it was already taken.
+    pub fn take_map(&mut self, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {
+        self.ebpf
+            .take_map(name)
+            .ok_or(DataplaneError::MissingMap { name })
+    }
+
+    /// The load-balancing event counters, summed over CPUs.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn lb_stats(&self) -> Result<Vec<(LbEvent, u64)>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(LB_STATS)
+            .ok_or(DataplaneError::MissingMap { name: LB_STATS })?;
+        let map_err = |source| DataplaneError::Map {
+            name: LB_STATS,
+            source,
+        };
+        let stats = PerCpuArray::<_, u64>::try_from(map).map_err(map_err)?;
+        LbEvent::ALL
+            .iter()
+            .map(|&event| {
+                let per_cpu = stats.get(&(event as u32), 0).map_err(map_err)?;
+                Ok((event, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// Attaches the uplink programs to `interface` (in the calling thread's network
+    /// namespace): XDP natively when the driver supports it, generically otherwise, and TC
+    /// egress for reverse NAT.
+    ///
+    /// Without a pin path they stay attached until this `Dataplane` is dropped. With one,
+    /// their links are pinned under `<pin path>/links` and outlive the agent; a previous
+    /// agent's XDP link has its program swapped atomically (keeping its mode), and its TC
+    /// link is released once the new one is attached, so forwarding never stops.
+    ///
+    /// # Errors
+    /// When the interface does not exist or a program cannot be attached or pinned.
+    pub fn attach_uplink(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
+        let link_dir = self.link_dir()?;
+        // clsact may already be there (a previous agent's); that is fine.
+        let _ = tc::qdisc_add_clsact(interface);
+        let program = tc_program(&mut self.ebpf, TC_UPLINK_EGRESS)?;
+        let tc_err = |source| DataplaneError::AttachTc {
+            interface: interface.to_string(),
+            source,
+        };
+        let id = program
+            .attach(interface, TcAttachType::Egress)
+            .map_err(tc_err)?;
+        if let Some(dir) = &link_dir {
+            let path = dir.join(TC_UPLINK_EGRESS);
+            let link = fd_link(program.take_link(id).map_err(tc_err)?, &path)?;
+            self.pinned_links
+                .push(pin_replacing(TC_UPLINK_EGRESS, &path, link)?);
+        }
+
+        let xdp = xdp_program(&mut self.ebpf, XDP_UPLINK)?;
+        let xdp_err = |source| DataplaneError::AttachXdp {
+            interface: interface.to_string(),
+            source,
+        };
+        let path = link_dir.as_ref().map(|dir| dir.join(XDP_UPLINK));
+        if let Some(path) = &path
+            && let Ok(previous) = PinnedLink::from_pin(path)
+        {
+            // The pin stays; only the program behind the link changes.
+            let link = XdpLink::try_from(FdLink::from(previous)).map_err(|source| {
+                DataplaneError::AdoptLink {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            xdp.attach_to_link(link).map_err(xdp_err)?;
+            return Ok(XdpAttachMode::Replaced);
+        }
+        let (id, mode) = match xdp.attach(interface, XdpMode::Driver) {
+            Ok(id) => (id, XdpAttachMode::Native),
+            Err(_) => (
+                xdp.attach(interface, XdpMode::Skb).map_err(xdp_err)?,
+                XdpAttachMode::Generic,
+            ),
+        };
+        if let Some(path) = &path {
+            let link = fd_link(xdp.take_link(id).map_err(xdp_err)?, path)?;
+            self.pinned_links
+                .push(pin_replacing(XDP_UPLINK, path, link)?);
+        }
+        Ok(mode)
+    }
+
+    /// `<pin path>/links`, created if missing; `None` without a pin path.
+    fn link_dir(&self) -> Result<Option<PathBuf>, DataplaneError> {
+        let Some(pin_path) = &self.pin_path else {
+            return Ok(None);
+        };
+        let path = pin_path.join("links");
+        std::fs::create_dir_all(&path).map_err(|source| DataplaneError::LinkDir {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(path))
     }
 
     /// The uplink program's counters, summed over CPUs, one entry per packet class.
@@ -148,6 +425,14 @@ impl Dataplane {
         xdp_program(&mut self.ebpf, XDP_UPLINK)
     }
 
+    /// The uplink's TC egress program, e.g. to run it with `BPF_PROG_TEST_RUN`.
+    ///
+    /// # Errors
+    /// When the object has no such program.
+    pub fn uplink_egress_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
+        tc_program(&mut self.ebpf, TC_UPLINK_EGRESS)
+    }
+
     /// The pass-everything XDP program.
     ///
     /// # Errors
@@ -155,6 +440,107 @@ impl Dataplane {
     pub fn pass_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
         xdp_program(&mut self.ebpf, XDP_PASS)
     }
+}
+
+/// Key and value sizes of each pinned map, as this agent's programs use them.
+fn pinned_layout(name: &str) -> Option<(usize, usize)> {
+    use skiff_ebpf_common::{
+        AffinityKey, AffinityValue, Backend, CtKey, CtValue, ServiceKey, ServiceValue, SockRevKey,
+        SockRevValue,
+    };
+    Some(match name {
+        SERVICES => (size_of::<ServiceKey>(), size_of::<ServiceValue>()),
+        BACKENDS => (size_of::<u32>(), size_of::<Backend>()),
+        MAGLEV => (size_of::<u32>(), size_of::<u32>()),
+        SOCK_REV => (size_of::<SockRevKey>(), size_of::<SockRevValue>()),
+        AFFINITY => (size_of::<AffinityKey>(), size_of::<AffinityValue>()),
+        CONNTRACK => (size_of::<CtKey>(), size_of::<CtValue>()),
+        _ => return None,
+    })
+}
+
+/// Unpins a map a previous agent left whose layout differs from this agent's (an upgrade
+/// that changed a type): it is made anew, and the running programs keep the old one until
+/// they are replaced. Its entries are lost; service entries are rebuilt from the API.
+fn discard_if_incompatible(name: &'static str, path: &Path) {
+    let Ok(pinned) = MapData::from_pin(path) else {
+        return;
+    };
+    let (Ok(info), Some((key, value))) = (pinned.info(), pinned_layout(name)) else {
+        return;
+    };
+    if info.key_size() as usize != key || info.value_size() as usize != value {
+        tracing::warn!(
+            map = name,
+            path = %path.display(),
+            pinned_key = info.key_size(),
+            pinned_value = info.value_size(),
+            key,
+            value,
+            "a pinned map has another layout than this agent's; starting it afresh"
+        );
+        if let Err(error) = std::fs::remove_file(path) {
+            tracing::warn!(%error, path = %path.display(), "unpinning the outdated map");
+        }
+    }
+}
+
+/// A program's link as a plain bpf_link, to pin it.
+fn fd_link<L>(link: L, path: &Path) -> Result<FdLink, DataplaneError>
+where
+    L: TryInto<FdLink, Error = LinkError>,
+{
+    link.try_into().map_err(|source| DataplaneError::AdoptLink {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Pins `link` at `path`; a link a previous agent pinned there is released only after, so
+/// the hook is never without a program.
+fn pin_replacing(
+    name: &'static str,
+    path: &Path,
+    link: FdLink,
+) -> Result<PinnedLink, DataplaneError> {
+    let previous = match PinnedLink::from_pin(path) {
+        Ok(pinned) => Some(pinned.unpin().map_err(|source| DataplaneError::UnpinLink {
+            path: path.to_path_buf(),
+            source,
+        })?),
+        Err(_) => None,
+    };
+    let pinned = link.pin(path).map_err(|source| DataplaneError::PinLink {
+        name,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    drop(previous);
+    Ok(pinned)
+}
+
+fn tc_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DataplaneError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram { name })?;
+    program
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
+}
+
+fn sock_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut CgroupSockAddr, DataplaneError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram { name })?;
+    program
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {

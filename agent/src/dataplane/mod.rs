@@ -1,9 +1,16 @@
 //! The node's eBPF data plane: the embedded programs, loading and attaching them, and
-//! reading their maps.
+//! keeping their maps in sync with the cluster's services.
 //!
-//! `loader` turns the object built from the `ebpf` crate into loaded programs and maps;
-//! attach points (the uplink's XDP hook today) are attached by interface.
+//! `loader` turns the object built from the `ebpf` crate into loaded programs and maps and
+//! attaches them (XDP on the uplink, socket LB on the node's cgroup); `maglev` builds the
+//! backend tables the programs hash into; `services` turns the desired services into the
+//! fewest map writes, in a safe order, through the `lb_maps` seam.
 
+pub mod desired;
+pub mod lb_maps;
 pub mod loader;
+pub mod maglev;
+pub mod options;
+pub mod services;
 
-pub use loader::{Dataplane, DataplaneError, LoadOptions, XdpAttachMode};
+pub use loader::{Dataplane, DataplaneError, LoadOptions, MapSizes, XdpAttachMode};

@@ -5,6 +5,7 @@ pub mod api_resources;
 pub mod apply;
 pub mod completion;
 pub mod create;
+pub mod dataplane;
 pub mod delete;
 pub mod describe;
 pub mod get;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
             api_resources::run(args);
             return Ok(());
         }
+        Command::Dataplane(args) => return dataplane::run(args),
         Command::Create(args) if create::is_client_dry_run(args) => {
             let namespace = cli.connection.namespace.as_deref().unwrap_or("default");
             return create::run(None, namespace, args).await;
@@ -43,6 +45,6 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Get(args) => get::run(&session, args).await,
         Command::Describe(args) => describe::run(&session, args).await,
         Command::Delete(args) => delete::run(&session, args).await,
-        Command::Completion(_) | Command::ApiResources(_) => Ok(()),
+        Command::Completion(_) | Command::ApiResources(_) | Command::Dataplane(_) => Ok(()),
     }
 }

@@ -1,0 +1,320 @@
+//! Service load-balancing maps: services, backends, Maglev tables, socket reverse NAT,
+//! session affinity and conntrack, as the socket, XDP and TC programs and the agent see them.
+//!
+//! Addresses and ports are kept in network byte order, exactly as they sit in packets and in
+//! `bpf_sock_addr`, so the programs never swap bytes; the constructors here do the swapping.
+
+/// `ServiceKey::proto` for TCP.
+pub const PROTO_TCP: u8 = 6;
+/// `ServiceKey::proto` for UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// `ServiceKey::scope` for an entry every client may use (ClusterIP from inside, NodePort,
+/// LoadBalancer and external IPs from outside).
+pub const SCOPE_ANY: u8 = 0;
+
+/// `ServiceValue::flags`: ClientIP session affinity (`spec.sessionAffinity: ClientIP`).
+pub const SERVICE_AFFINITY: u32 = 1 << 0;
+/// `ServiceValue::flags`: `spec.externalTrafficPolicy: Local`; only node-local backends are
+/// in the table and the client address is preserved.
+pub const SERVICE_EXTERNAL_LOCAL: u32 = 1 << 1;
+/// `ServiceValue::flags`: `spec.internalTrafficPolicy: Local`.
+pub const SERVICE_INTERNAL_LOCAL: u32 = 1 << 2;
+/// `ServiceValue::flags`: the address is a NodePort, LoadBalancer or external IP (reached
+/// from outside through XDP), not a ClusterIP.
+pub const SERVICE_EXTERNAL: u32 = 1 << 3;
+
+/// `Backend::flags`: the backend runs on this node (DNAT straight to the pod, no SNAT).
+pub const BACKEND_LOCAL: u32 = 1 << 0;
+/// `Backend::flags`: the endpoint is terminating; it keeps existing flows but is never
+/// chosen for a new one.
+pub const BACKEND_TERMINATING: u32 = 1 << 1;
+
+/// The address a client asks for: a ClusterIP, node address (NodePort), LoadBalancer or
+/// external IP, with port and protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// IPv4 address, network byte order.
+    pub addr: u32,
+    /// Port, network byte order.
+    pub port: u16,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    /// `SCOPE_ANY` today; room for a separate internal-traffic entry.
+    pub scope: u8,
+}
+
+const _: () = assert!(size_of::<ServiceKey>() == 8);
+
+impl ServiceKey {
+    /// A key from an address's octets and a port in host byte order.
+    pub const fn new(octets: [u8; 4], port: u16, proto: u8) -> Self {
+        Self {
+            addr: u32::from_ne_bytes(octets),
+            port: port.to_be(),
+            proto,
+            scope: SCOPE_ANY,
+        }
+    }
+
+    /// The address's octets.
+    pub const fn octets(&self) -> [u8; 4] {
+        self.addr.to_ne_bytes()
+    }
+
+    /// The port in host byte order.
+    pub const fn host_port(&self) -> u16 {
+        u16::from_be(self.port)
+    }
+}
+
+/// What the programs need to pick a backend for a service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceValue {
+    /// A number stable for the service's lifetime (affinity entries are keyed by it).
+    pub service_id: u32,
+    /// Which Maglev table (`MAGLEV` slot) holds this service's backend ids. A new table is
+    /// written into a free slot before the service entry points at it.
+    pub maglev_slot: u32,
+    /// Backends that new flows may be sent to; 0 means every connection is refused.
+    pub backend_count: u32,
+    /// `SERVICE_*` bits.
+    pub flags: u32,
+    /// ClientIP affinity timeout in seconds (`sessionAffinityConfig.clientIP.timeoutSeconds`).
+    pub affinity_timeout_secs: u32,
+    /// Explicit padding; always zero.
+    pub pad: u32,
+}
+
+const _: () = assert!(size_of::<ServiceValue>() == 24);
+
+/// One endpoint address of a service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Backend {
+    /// IPv4 address, network byte order.
+    pub addr: u32,
+    /// Port, network byte order.
+    pub port: u16,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    /// Explicit padding; always zero.
+    pub pad: u8,
+    /// `BACKEND_*` bits.
+    pub flags: u32,
+}
+
+const _: () = assert!(size_of::<Backend>() == 12);
+
+impl Backend {
+    /// A backend from an address's octets and a port in host byte order.
+    pub const fn new(octets: [u8; 4], port: u16, proto: u8, flags: u32) -> Self {
+        Self {
+            addr: u32::from_ne_bytes(octets),
+            port: port.to_be(),
+            proto,
+            pad: 0,
+            flags,
+        }
+    }
+}
+
+/// Key of the socket reverse-NAT map: a socket and the backend it was sent to, so that
+/// `recvmsg` and `getpeername` can show the service address instead.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SockRevKey {
+    /// `bpf_get_socket_cookie` of the client socket.
+    pub cookie: u64,
+    /// Backend address, network byte order.
+    pub addr: u32,
+    /// Backend port, network byte order.
+    pub port: u16,
+    /// Explicit padding; always zero.
+    pub pad: u16,
+}
+
+const _: () = assert!(size_of::<SockRevKey>() == 16);
+
+/// The service address a socket asked for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRevValue {
+    /// Service address, network byte order.
+    pub addr: u32,
+    /// Service port, network byte order.
+    pub port: u16,
+    /// Explicit padding; always zero.
+    pub pad: u16,
+}
+
+const _: () = assert!(size_of::<SockRevValue>() == 8);
+
+/// Key of the session-affinity map: one client of one service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AffinityKey {
+    /// The client: its network namespace cookie for socket LB, its IPv4 address (network
+    /// byte order, zero-extended) for XDP.
+    pub client: u64,
+    /// `ServiceValue::service_id`.
+    pub service_id: u32,
+    /// Explicit padding; always zero.
+    pub pad: u32,
+}
+
+const _: () = assert!(size_of::<AffinityKey>() == 16);
+
+/// The backend a client sticks to, and when it last used it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AffinityValue {
+    /// `bpf_ktime_get_ns` of the last use.
+    pub last_used_ns: u64,
+    /// The backend id in `BACKENDS`.
+    pub backend_id: u32,
+    /// Explicit padding; always zero.
+    pub pad: u32,
+}
+
+const _: () = assert!(size_of::<AffinityValue>() == 16);
+
+/// Key of the conntrack map: one direction of a flow through the XDP/TC path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    /// Source address, network byte order.
+    pub saddr: u32,
+    /// Destination address, network byte order.
+    pub daddr: u32,
+    /// Source port, network byte order.
+    pub sport: u16,
+    /// Destination port, network byte order.
+    pub dport: u16,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    /// Explicit padding; always zero.
+    pub pad: [u8; 3],
+}
+
+const _: () = assert!(size_of::<CtKey>() == 16);
+
+/// `CtValue::flags`: the entry is for replies (rewrite the source back to the service).
+pub const CT_REPLY: u32 = 1 << 0;
+/// `CtValue::flags`: the forward direction was also SNATed to the node address.
+pub const CT_SNAT: u32 = 1 << 1;
+
+/// What a flow was translated to.
+///
+/// A forward entry (client -> service) names the backend; a reply entry (backend -> client,
+/// or backend -> node address when SNATed) says which addresses to put back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtValue {
+    /// `bpf_ktime_get_ns` of the last packet.
+    pub last_seen_ns: u64,
+    /// Forward entries: the backend id. Reply entries: zero.
+    pub backend_id: u32,
+    /// `CT_*` bits.
+    pub flags: u32,
+    /// Reply entries: the service address replies must come from. Network byte order.
+    pub nat_addr: u32,
+    /// Reply entries with `CT_SNAT`: the client address replies must go back to.
+    pub client_addr: u32,
+    /// Reply entries: the service port replies must come from, network byte order.
+    pub nat_port: u16,
+    /// Explicit padding; always zero.
+    pub pad: [u8; 6],
+}
+
+const _: () = assert!(size_of::<CtValue>() == 32);
+
+/// Counters of the load-balancing programs; the discriminant is the `LB_STATS` index.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LbEvent {
+    /// A connection or datagram was translated to a backend.
+    Translated = 0,
+    /// A service with no backend refused a connection.
+    NoBackend = 1,
+    /// A session-affinity entry chose the backend.
+    AffinityHit = 2,
+    /// The Maglev table pointed at a backend that no longer exists.
+    StaleBackend = 3,
+    /// A reply had its source rewritten back to the service address.
+    ReverseTranslated = 4,
+    /// XDP translated a packet of a flow it already tracked.
+    ConntrackHit = 5,
+    /// A remote backend could not be routed to (no FIB entry); the packet was dropped.
+    NoRoute = 6,
+}
+
+impl LbEvent {
+    /// Number of events, the size of `LB_STATS`.
+    pub const COUNT: u32 = 7;
+
+    /// Every event, in index order.
+    pub const ALL: [LbEvent; Self::COUNT as usize] = [
+        LbEvent::Translated,
+        LbEvent::NoBackend,
+        LbEvent::AffinityHit,
+        LbEvent::StaleBackend,
+        LbEvent::ReverseTranslated,
+        LbEvent::ConntrackHit,
+        LbEvent::NoRoute,
+    ];
+
+    /// The label used in metrics and CLI output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            LbEvent::Translated => "translated",
+            LbEvent::NoBackend => "no_backend",
+            LbEvent::AffinityHit => "affinity_hit",
+            LbEvent::StaleBackend => "stale_backend",
+            LbEvent::ReverseTranslated => "reverse_translated",
+            LbEvent::ConntrackHit => "conntrack_hit",
+            LbEvent::NoRoute => "no_route",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+
+    // SAFETY: each type below is `repr(C)`, made only of integers, and its padding is
+    // explicit, so every bit pattern is valid and no byte is uninitialised.
+    unsafe impl aya::Pod for ServiceKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for ServiceValue {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for Backend {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for SockRevKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for SockRevValue {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for AffinityKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for AffinityValue {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for CtKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for CtValue {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_key_keeps_address_and_port_in_network_order() {
+        let key = ServiceKey::new([10, 96, 0, 10], 53, PROTO_UDP);
+        assert_eq!(key.addr.to_ne_bytes(), [10, 96, 0, 10]);
+        assert_eq!(key.port.to_ne_bytes(), [0, 53]);
+        assert_eq!(key.host_port(), 53);
+        assert_eq!(key.octets(), [10, 96, 0, 10]);
+    }
+}

@@ -1,0 +1,856 @@
+//! Privileged tests of the NodePort / LoadBalancer path: the uplink XDP program and the TC
+//! egress reverse NAT run by `BPF_PROG_TEST_RUN` on crafted frames against maps written by
+//! the agent's service sync (hit, conntrack, miss, no backend, reverse NAT, SNAT to the
+//! node for a remote backend, IP options, fragments, truncated frames).
+
+use std::{collections::BTreeMap, collections::HashMap, net::Ipv4Addr};
+
+use aya::programs::{TestRun, TestRunOptions};
+use skiff_agent::dataplane::{
+    Dataplane, LoadOptions, MapSizes, XdpAttachMode,
+    lb_maps::KernelLbMaps,
+    maglev::Maglev,
+    services::{DesiredService, ServiceSync},
+};
+use skiff_ebpf_common::{
+    Backend, LbEvent, ServiceKey,
+    service::{BACKEND_LOCAL, PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY, SERVICE_EXTERNAL},
+};
+use skiff_tests::{
+    backends::NameServers,
+    netns::{Netns, disable_tx_checksum_offload, veth_between},
+    packets::{self, Ipv4, checksum},
+    pins::PinDir,
+    process::workspace_binary,
+    require_root,
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
+const TC_ACT_OK: u32 = 0;
+
+const NODE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const LOCAL_PODS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 244, 9, 10), Ipv4Addr::new(10, 244, 9, 11)];
+const REMOTE_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 20, 5);
+const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+struct Plane {
+    dataplane: Dataplane,
+    maps: KernelLbMaps,
+    sync: ServiceSync,
+}
+
+fn local(port: u16, proto: u8) -> Vec<Backend> {
+    LOCAL_PODS
+        .iter()
+        .map(|ip| Backend::new(ip.octets(), port, proto, BACKEND_LOCAL))
+        .collect()
+}
+
+fn external(backends: Vec<Backend>) -> DesiredService {
+    DesiredService {
+        backends,
+        flags: SERVICE_EXTERNAL,
+        affinity_timeout_secs: 0,
+    }
+}
+
+fn services(tcp_backends: Vec<Backend>) -> BTreeMap<ServiceKey, DesiredService> {
+    [
+        (
+            ServiceKey::new(NODE.octets(), 30080, PROTO_TCP),
+            external(tcp_backends),
+        ),
+        (
+            ServiceKey::new(NODE.octets(), 30053, PROTO_UDP),
+            external(local(5353, PROTO_UDP)),
+        ),
+        (
+            ServiceKey::new(NODE.octets(), 30081, PROTO_TCP),
+            external(Vec::new()),
+        ),
+        (
+            ServiceKey::new(NODE.octets(), 30054, PROTO_UDP),
+            external(Vec::new()),
+        ),
+        (
+            ServiceKey::new(NODE.octets(), 30082, PROTO_TCP),
+            external(vec![Backend::new(REMOTE_POD.octets(), 8080, PROTO_TCP, 0)]),
+        ),
+        (
+            ServiceKey::new(NODE.octets(), 30090, PROTO_TCP),
+            DesiredService {
+                backends: local(8080, PROTO_TCP),
+                flags: SERVICE_EXTERNAL | SERVICE_AFFINITY,
+                affinity_timeout_secs: 10800,
+            },
+        ),
+        (
+            ServiceKey::new(CLUSTER_IP.octets(), 80, PROTO_TCP),
+            DesiredService {
+                backends: local(8080, PROTO_TCP),
+                ..DesiredService::default()
+            },
+        ),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn plane() -> Plane {
+    require_root();
+    let sizes = MapSizes {
+        maglev_table_size: 251,
+        maglev_tables: 16,
+        ..MapSizes::default()
+    };
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: None,
+        sizes,
+        node_addr: Some(NODE),
+    })
+    .unwrap();
+    let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
+    let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 9).unwrap()).unwrap();
+    let (_, errors) = sync.apply(&mut maps, &services(local(8080, PROTO_TCP)));
+    assert!(errors.is_empty(), "{errors:?}");
+    Plane {
+        dataplane,
+        maps,
+        sync,
+    }
+}
+
+fn tcp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let ip = Ipv4::new(src, dst, packets::IPPROTO_TCP);
+    packets::ethernet(
+        packets::ETH_P_IP,
+        &ip.packet(&packets::tcp(&ip, sport, dport, flags, b"hello")),
+    )
+}
+
+/// Runs the uplink XDP program once and returns its verdict and the frame it left.
+fn xdp(plane: &mut Plane, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    let program = plane.dataplane.uplink_program().unwrap();
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        })
+        .expect("BPF_PROG_TEST_RUN of xdp_uplink");
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
+/// Runs the uplink TC egress program once.
+fn tc(plane: &mut Plane, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    let program = plane.dataplane.uplink_egress_program().unwrap();
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        })
+        .expect("BPF_PROG_TEST_RUN of tc_uplink_egress");
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
+struct Seen {
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+}
+
+/// Reads the addresses of an Ethernet/IPv4/TCP-or-UDP frame and checks both checksums.
+fn inspect(frame: &[u8]) -> Seen {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let ip = &frame[14..14 + ihl];
+    assert_eq!(checksum(ip), 0, "IPv4 header checksum");
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let l4 = &frame[14 + ihl..14 + total];
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip[12..20]);
+    pseudo.extend_from_slice(&[0, ip[9]]);
+    pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(l4);
+    assert_eq!(checksum(&pseudo), 0, "L4 checksum over the pseudo-header");
+    let addr = |b: &[u8]| Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+    Seen {
+        src: addr(&ip[12..16]),
+        dst: addr(&ip[16..20]),
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+    }
+}
+
+fn stat(plane: &Plane, event: LbEvent) -> u64 {
+    stat_of(&plane.dataplane, event)
+}
+
+#[test]
+fn privileged_nodeport_xdp_dnats_a_new_flow_to_a_local_backend_and_tc_reverses_the_reply() {
+    let mut plane = plane();
+    let syn = tcp_frame(CLIENT, 40000, NODE, 30080, packets::TCP_SYN);
+    let (verdict, out) = xdp(&mut plane, &syn);
+    assert_eq!(
+        verdict, XDP_PASS,
+        "a local backend is reached through the stack"
+    );
+    let seen = inspect(&out);
+    assert!(
+        LOCAL_PODS.contains(&seen.dst),
+        "DNAT to a pod, got {}",
+        seen.dst
+    );
+    assert_eq!(
+        (seen.dport, seen.src, seen.sport),
+        (8080, CLIENT, 40000),
+        "source kept"
+    );
+    assert_eq!(stat(&plane, LbEvent::Translated), 1);
+
+    // The pod's reply leaves through the uplink: TC puts the NodePort back as its source.
+    let reply = tcp_frame(
+        seen.dst,
+        8080,
+        CLIENT,
+        40000,
+        packets::TCP_SYN | packets::TCP_ACK,
+    );
+    let (verdict, out) = tc(&mut plane, &reply);
+    assert_eq!(verdict, TC_ACT_OK);
+    let back = inspect(&out);
+    assert_eq!(
+        (back.src, back.sport, back.dst, back.dport),
+        (NODE, 30080, CLIENT, 40000)
+    );
+    assert_eq!(stat(&plane, LbEvent::ReverseTranslated), 1);
+
+    // UDP with a checksum is translated the same way.
+    let ip = Ipv4::new(CLIENT, NODE, packets::IPPROTO_UDP);
+    let query = packets::ethernet(
+        packets::ETH_P_IP,
+        &ip.packet(&packets::udp(&ip, 5000, 30053, b"query")),
+    );
+    let (verdict, out) = xdp(&mut plane, &query);
+    assert_eq!(verdict, XDP_PASS);
+    let seen = inspect(&out);
+    assert!(LOCAL_PODS.contains(&seen.dst));
+    assert_eq!(seen.dport, 5353);
+}
+
+#[test]
+fn privileged_nodeport_xdp_keeps_established_flows_on_their_backend_when_backends_change() {
+    let mut plane = plane();
+    let mut chosen = HashMap::new();
+    for port in 40000..40064 {
+        let (_, out) = xdp(
+            &mut plane,
+            &tcp_frame(CLIENT, port, NODE, 30080, packets::TCP_SYN),
+        );
+        chosen.insert(port, inspect(&out).dst);
+    }
+    let used: std::collections::HashSet<_> = chosen.values().collect();
+    assert_eq!(used.len(), 2, "64 flows spread over both pods");
+
+    // A third pod joins: the Maglev table changes, established flows do not move.
+    let mut three = local(8080, PROTO_TCP);
+    three.push(Backend::new(
+        [10, 244, 9, 12],
+        8080,
+        PROTO_TCP,
+        BACKEND_LOCAL,
+    ));
+    let (_, errors) = plane.sync.apply(&mut plane.maps, &services(three));
+    assert!(errors.is_empty(), "{errors:?}");
+    let hits_before = stat(&plane, LbEvent::ConntrackHit);
+    for (port, first) in &chosen {
+        let (_, out) = xdp(
+            &mut plane,
+            &tcp_frame(CLIENT, *port, NODE, 30080, packets::TCP_ACK),
+        );
+        assert_eq!(inspect(&out).dst, *first, "flow from port {port} stays");
+    }
+    assert_eq!(stat(&plane, LbEvent::ConntrackHit) - hits_before, 64);
+}
+
+#[test]
+fn privileged_nodeport_xdp_client_ip_affinity_sends_every_flow_of_a_client_to_one_pod() {
+    let mut plane = plane();
+    let mut pods = std::collections::HashSet::new();
+    for port in 43000..43032 {
+        let (verdict, out) = xdp(
+            &mut plane,
+            &tcp_frame(CLIENT, port, NODE, 30090, packets::TCP_SYN),
+        );
+        assert_eq!(verdict, XDP_PASS);
+        pods.insert(inspect(&out).dst);
+    }
+    assert_eq!(pods.len(), 1, "one pod for the client: {pods:?}");
+    assert_eq!(stat(&plane, LbEvent::AffinityHit), 31);
+    // Another client may land elsewhere, but sticks too.
+    let other = Ipv4Addr::new(192, 0, 2, 99);
+    let mut others = std::collections::HashSet::new();
+    for port in 43000..43008 {
+        let (_, out) = xdp(
+            &mut plane,
+            &tcp_frame(other, port, NODE, 30090, packets::TCP_SYN),
+        );
+        others.insert(inspect(&out).dst);
+    }
+    assert_eq!(others.len(), 1);
+}
+
+#[test]
+fn privileged_nodeport_xdp_refuses_tcp_to_a_service_without_backends_with_a_reset() {
+    let mut plane = plane();
+    let (verdict, out) = xdp(
+        &mut plane,
+        &bare_segment(CLIENT, 40000, NODE, 30081, packets::TCP_SYN),
+    );
+    assert_eq!(verdict, XDP_TX, "answered on the spot");
+    let seen = inspect(&out);
+    assert_eq!(
+        (seen.src, seen.sport, seen.dst, seen.dport),
+        (NODE, 30081, CLIENT, 40000)
+    );
+    let tcp = &out[14 + 20..];
+    assert_eq!(tcp[13], 0x14, "RST|ACK");
+    assert_eq!(
+        u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        0,
+        "seq"
+    );
+    assert_eq!(
+        u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+        2,
+        "acknowledges the SYN (seq 1)"
+    );
+    assert_eq!(&out[..6], &syn_source_mac(), "back to the sender");
+    assert_eq!(stat(&plane, LbEvent::NoBackend), 1);
+
+    // Never a reset for a reset, for a segment with data, nor for UDP: those are dropped.
+    let (verdict, _) = xdp(
+        &mut plane,
+        &tcp_frame(CLIENT, 40001, NODE, 30081, packets::TCP_SYN),
+    );
+    assert_eq!(verdict, XDP_DROP);
+    let (verdict, _) = xdp(&mut plane, &bare_segment(CLIENT, 40000, NODE, 30081, 0x04));
+    assert_eq!(verdict, XDP_DROP);
+    let ip = Ipv4::new(CLIENT, NODE, packets::IPPROTO_UDP);
+    let query = packets::ethernet(
+        packets::ETH_P_IP,
+        &ip.packet(&packets::udp(&ip, 5000, 30054, b"query")),
+    );
+    assert_eq!(xdp(&mut plane, &query).0, XDP_DROP);
+    assert_eq!(stat(&plane, LbEvent::NoBackend), 4);
+}
+
+/// A TCP segment without payload.
+fn bare_segment(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let ip = Ipv4::new(src, dst, packets::IPPROTO_TCP);
+    packets::ethernet(
+        packets::ETH_P_IP,
+        &ip.packet(&packets::tcp(&ip, sport, dport, flags, b"")),
+    )
+}
+
+/// The source MAC `packets::ethernet` writes.
+fn syn_source_mac() -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, 0x01]
+}
+
+#[test]
+fn privileged_nodeport_xdp_passes_cluster_ips_and_unknown_ports_untouched() {
+    let mut plane = plane();
+    for frame in [
+        tcp_frame(CLIENT, 40000, CLUSTER_IP, 80, packets::TCP_SYN),
+        tcp_frame(CLIENT, 40000, NODE, 22, packets::TCP_SYN),
+    ] {
+        let (verdict, out) = xdp(&mut plane, &frame);
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(out, frame, "not rewritten");
+    }
+    assert_eq!(stat(&plane, LbEvent::Translated), 0);
+}
+
+#[test]
+fn privileged_nodeport_xdp_translates_past_ip_options_and_passes_fragments_and_truncated_frames() {
+    let mut plane = plane();
+    let mut with_options = Ipv4::new(CLIENT, NODE, packets::IPPROTO_TCP);
+    with_options.options = vec![1, 1, 1, 0];
+    let frame = packets::ethernet(
+        packets::ETH_P_IP,
+        &with_options.packet(&packets::tcp(
+            &with_options,
+            41000,
+            30080,
+            packets::TCP_SYN,
+            b"",
+        )),
+    );
+    let (verdict, out) = xdp(&mut plane, &frame);
+    assert_eq!(verdict, XDP_PASS);
+    let seen = inspect(&out);
+    assert!(LOCAL_PODS.contains(&seen.dst));
+    assert_eq!(seen.dport, 8080);
+
+    let mut fragment = Ipv4::new(CLIENT, NODE, packets::IPPROTO_TCP);
+    fragment.fragment_offset = 100;
+    let later = packets::ethernet(packets::ETH_P_IP, &fragment.packet(&[0x75; 32]));
+    let whole = tcp_frame(CLIENT, 41001, NODE, 30080, packets::TCP_SYN);
+    for frame in [
+        later,
+        whole[..14 + 20 + 10].to_vec(),
+        whole[..14 + 12].to_vec(),
+    ] {
+        let (verdict, out) = xdp(&mut plane, &frame);
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(out, frame, "passed untouched");
+    }
+    assert_eq!(stat(&plane, LbEvent::Translated), 1);
+}
+
+#[test]
+fn privileged_nodeport_xdp_snats_flows_to_a_remote_backend_and_reverses_their_replies() {
+    let mut plane = plane();
+    // BPF_PROG_TEST_RUN routes in the calling thread's namespace: give it a route to the
+    // remote pod through a neighbour with a known MAC.
+    let ns = Netns::new("skx").unwrap();
+    // FIB lookups for forwarding need forwarding on (as on every node).
+    ns.exec(&["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])
+        .unwrap();
+    ns.exec(&[
+        "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1",
+    ])
+    .unwrap();
+    ns.exec(&["ip", "link", "set", "up1", "up"]).unwrap();
+    ns.exec(&[
+        "ip",
+        "link",
+        "set",
+        "up0",
+        "address",
+        "02:00:00:00:00:aa",
+        "up",
+    ])
+    .unwrap();
+    ns.exec(&["ip", "addr", "add", "198.51.100.20/24", "dev", "up0"])
+        .unwrap();
+    ns.exec(&[
+        "ip",
+        "neigh",
+        "add",
+        "198.51.100.30",
+        "lladdr",
+        "02:00:00:00:00:bb",
+        "dev",
+        "up0",
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    ns.exec(&[
+        "ip",
+        "route",
+        "add",
+        "10.244.20.0/24",
+        "via",
+        "198.51.100.30",
+    ])
+    .unwrap();
+    ns.exec(&["ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.30"])
+        .unwrap();
+
+    let syn = tcp_frame(CLIENT, 42000, NODE, 30082, packets::TCP_SYN);
+    let (verdict, out) = ns.run(|| xdp(&mut plane, &syn)).unwrap();
+    assert_eq!(verdict, XDP_REDIRECT, "sent out of the route's interface");
+    let seen = inspect(&out);
+    assert_eq!(
+        (seen.src, seen.dst, seen.dport),
+        (NODE, REMOTE_POD, 8080),
+        "DNAT and SNAT"
+    );
+    assert_eq!(&out[..6], &[2, 0, 0, 0, 0, 0xbb], "next hop's MAC");
+    assert_eq!(
+        &out[6..12],
+        &[2, 0, 0, 0, 0, 0xaa],
+        "the interface's own MAC"
+    );
+
+    // The remote pod answers the node; XDP sends it back from the NodePort to the client.
+    let reply = tcp_frame(
+        REMOTE_POD,
+        8080,
+        NODE,
+        seen.sport,
+        packets::TCP_SYN | packets::TCP_ACK,
+    );
+    let (verdict, out) = ns.run(|| xdp(&mut plane, &reply)).unwrap();
+    assert_eq!(verdict, XDP_REDIRECT);
+    let back = inspect(&out);
+    assert_eq!(
+        (back.src, back.sport, back.dst, back.dport),
+        (NODE, 30082, CLIENT, 42000)
+    );
+
+    // Without a route (the test's own namespace has none to this pod), nothing is sent.
+    let lost = tcp_frame(CLIENT, 42001, NODE, 30082, packets::TCP_SYN);
+    let empty = Netns::new("skx").unwrap();
+    empty
+        .exec(&["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])
+        .unwrap();
+    let (verdict, _) = empty.run(|| xdp(&mut plane, &lost)).unwrap();
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(stat(&plane, LbEvent::NoRoute), 1);
+}
+
+#[test]
+fn privileged_nodeport_serves_real_tcp_connections_from_outside_through_xdp_and_tc() {
+    require_root();
+    let client = Netns::new("skoc").unwrap();
+    let node = Netns::new("skon").unwrap();
+    let (client_if, node_if) =
+        veth_between(&client, "10.78.0.1/24", &node, "10.78.0.2/24").unwrap();
+    // Resets are sent with XDP_TX: complete checksums in, an XDP program on the peer.
+    client
+        .run(|| disable_tx_checksum_offload(&client_if))
+        .unwrap()
+        .unwrap();
+    for pod in LOCAL_PODS {
+        node.exec(&["ip", "addr", "add", &format!("{pod}/32"), "dev", "lo"])
+            .unwrap();
+    }
+    let _servers = NameServers::start(&node, &LOCAL_PODS, 8080, 5353).unwrap();
+    let node_ip = Ipv4Addr::new(10, 78, 0, 2);
+    let sizes = MapSizes {
+        maglev_table_size: 251,
+        maglev_tables: 16,
+        ..MapSizes::default()
+    };
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: None,
+        sizes,
+        node_addr: Some(node_ip),
+    })
+    .unwrap();
+    let mode = node
+        .run(|| dataplane.attach_uplink(&node_if))
+        .unwrap()
+        .unwrap();
+    let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
+    let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 9).unwrap()).unwrap();
+    client
+        .run(|| {
+            dataplane
+                .pass_program()
+                .unwrap()
+                .attach(&client_if, aya::programs::XdpMode::Driver)
+                .map(|_| ())
+        })
+        .unwrap()
+        .unwrap();
+    let desired: BTreeMap<_, _> = [
+        (
+            ServiceKey::new(node_ip.octets(), 30080, PROTO_TCP),
+            external(local(8080, PROTO_TCP)),
+        ),
+        (
+            ServiceKey::new(node_ip.octets(), 30081, PROTO_TCP),
+            external(Vec::new()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let (_, errors) = sync.apply(&mut maps, &desired);
+    assert!(errors.is_empty(), "{errors:?}");
+
+    // A NodePort without backends refuses at once (a reset from XDP), not after a timeout.
+    let refused = client
+        .exec(&[
+            env!("CARGO_BIN_EXE_sock_probe"),
+            "tcp",
+            "10.78.0.2:30081",
+            "3",
+        ])
+        .unwrap();
+    assert_eq!(refused.lines().collect::<Vec<_>>(), vec!["err 111"; 3]);
+
+    // Nothing listens on 10.78.0.2:30080: only XDP's DNAT makes these connections work.
+    let stdout = client
+        .exec(&[
+            env!("CARGO_BIN_EXE_sock_probe"),
+            "tcp",
+            "10.78.0.2:30080",
+            "40",
+        ])
+        .unwrap();
+    let mut replies: HashMap<String, usize> = HashMap::new();
+    for line in stdout.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts[0], "ok", "{line} (XDP attached {mode:?})");
+        assert_eq!(
+            parts[1], "10.78.0.2:30080",
+            "the client talks to the NodePort"
+        );
+        assert_eq!(
+            parts[3], "10.78.0.1",
+            "a local pod sees the client's own address"
+        );
+        *replies.entry(parts[2].to_string()).or_default() += 1;
+    }
+    assert_eq!(replies.values().sum::<usize>(), 40);
+    assert_eq!(replies.len(), 2, "both pods served: {replies:?}");
+    assert!(stat_of(&dataplane, LbEvent::ReverseTranslated) >= 40);
+}
+
+fn stat_of(dataplane: &Dataplane, event: LbEvent) -> u64 {
+    let stats: HashMap<_, _> = dataplane.lb_stats().unwrap().into_iter().collect();
+    stats[&event]
+}
+
+/// Plugs `ns` into the bridge `br0` of `switch` with a veth whose end in `ns` is `eth0`
+/// with `cidr`; returns the switch-side interface name.
+fn plug(switch: &Netns, ns: &Netns, cidr: &str) -> String {
+    let port = skiff_tests::unique_name("sw");
+    let status = std::process::Command::new("ip")
+        .args([
+            "link",
+            "add",
+            "eth0",
+            "netns",
+            ns.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+        ])
+        .args([&port, "netns", switch.name()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "creating the veth for {}", ns.name());
+    ns.exec(&["ip", "addr", "add", cidr, "dev", "eth0"])
+        .unwrap();
+    ns.exec(&["ip", "link", "set", "eth0", "up"]).unwrap();
+    switch
+        .exec(&["ip", "link", "set", &port, "master", "br0"])
+        .unwrap();
+    switch.exec(&["ip", "link", "set", &port, "up"]).unwrap();
+    port
+}
+
+#[test]
+fn privileged_nodeport_reaches_a_pod_on_another_node_through_snat_and_xdp_tx() {
+    require_root();
+    // client, node A (the NodePort) and node B (the pod) on one switched segment.
+    let switch = Netns::new("skos").unwrap();
+    switch
+        .exec(&["ip", "link", "add", "br0", "type", "bridge"])
+        .unwrap();
+    switch.exec(&["ip", "link", "set", "br0", "up"]).unwrap();
+    let client = Netns::new("skoc").unwrap();
+    let node_a = Netns::new("skoa").unwrap();
+    let node_b = Netns::new("skob").unwrap();
+    plug(&switch, &client, "10.78.0.1/24");
+    let port_a = plug(&switch, &node_a, "10.78.0.2/24");
+    plug(&switch, &node_b, "10.78.0.3/24");
+    node_a
+        .exec(&["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])
+        .unwrap();
+    node_a
+        .exec(&["ip", "route", "add", "10.244.20.0/24", "via", "10.78.0.3"])
+        .unwrap();
+    node_b
+        .exec(&["ip", "addr", "add", "10.244.20.5/32", "dev", "lo"])
+        .unwrap();
+    let _servers = NameServers::start(&node_b, &[REMOTE_POD], 8080, 5353).unwrap();
+    // XDP rewrites checksums incrementally, which needs complete ones, as frames from a
+    // real network have; veths would hand over partial (offloaded) ones.
+    for ns in [&client, &node_b] {
+        ns.run(|| disable_tx_checksum_offload("eth0"))
+            .unwrap()
+            .unwrap();
+    }
+    // XDP forwards only to resolved neighbours (bpf_fib_lookup gives no ARP); nodes that
+    // talk to each other have them. Resolve node B's once, as that traffic would.
+    node_a
+        .exec(&["ping", "-c", "1", "-W", "2", "10.78.0.3"])
+        .unwrap();
+
+    let node_ip = Ipv4Addr::new(10, 78, 0, 2);
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: None,
+        sizes: MapSizes {
+            maglev_table_size: 251,
+            maglev_tables: 16,
+            ..MapSizes::default()
+        },
+        node_addr: Some(node_ip),
+    })
+    .unwrap();
+    let mode = node_a
+        .run(|| dataplane.attach_uplink("eth0"))
+        .unwrap()
+        .unwrap();
+    // XDP_TX out of a veth needs an XDP program on its peer (see DESIGN.md).
+    switch
+        .run(|| {
+            dataplane
+                .pass_program()
+                .unwrap()
+                .attach(&port_a, aya::programs::XdpMode::Driver)
+                .map(|_| ())
+        })
+        .unwrap()
+        .unwrap();
+    let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
+    let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 9).unwrap()).unwrap();
+    let desired: BTreeMap<_, _> = [(
+        ServiceKey::new(node_ip.octets(), 30082, PROTO_TCP),
+        external(vec![Backend::new(REMOTE_POD.octets(), 8080, PROTO_TCP, 0)]),
+    )]
+    .into_iter()
+    .collect();
+    let (_, errors) = sync.apply(&mut maps, &desired);
+    assert!(errors.is_empty(), "{errors:?}");
+
+    let stdout = client
+        .exec(&[
+            env!("CARGO_BIN_EXE_sock_probe"),
+            "tcp",
+            "10.78.0.2:30082",
+            "10",
+        ])
+        .unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let stats: HashMap<_, _> = dataplane.lb_stats().unwrap().into_iter().collect();
+    assert_eq!(
+        lines,
+        vec!["ok 10.78.0.2:30082 10.244.20.5 10.78.0.2"; 10],
+        "XDP attached {mode:?}; counters {stats:?}; node B's TCP counters: {}",
+        node_b
+            .exec(&["grep", "-A1", "Tcp:", "/proc/net/snmp"])
+            .unwrap_or_default(),
+    );
+}
+
+/// A data plane as an agent runs it: maps and links pinned under `pins`, services written.
+fn pinned_plane(node: &Netns, node_if: &str, pins: &PinDir) -> (Dataplane, XdpAttachMode) {
+    let sizes = MapSizes {
+        maglev_table_size: 251,
+        maglev_tables: 16,
+        ..MapSizes::default()
+    };
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: Some(pins.path().to_path_buf()),
+        sizes,
+        node_addr: Some(Ipv4Addr::new(10, 78, 0, 2)),
+    })
+    .unwrap();
+    let mode = node
+        .run(|| dataplane.attach_uplink(node_if))
+        .unwrap()
+        .unwrap();
+    let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
+    let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 9).unwrap()).unwrap();
+    let desired: BTreeMap<_, _> = [(
+        ServiceKey::new([10, 78, 0, 2], 30080, PROTO_TCP),
+        external(local(8080, PROTO_TCP)),
+    )]
+    .into_iter()
+    .collect();
+    let (_, errors) = sync.apply(&mut maps, &desired);
+    assert!(errors.is_empty(), "{errors:?}");
+    (dataplane, mode)
+}
+
+fn nodeport_answers(client: &Netns) -> Vec<String> {
+    client
+        .exec(&[
+            env!("CARGO_BIN_EXE_sock_probe"),
+            "tcp",
+            "10.78.0.2:30080",
+            "10",
+        ])
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn privileged_pinned_uplink_programs_keep_forwarding_while_no_agent_runs_and_are_taken_over() {
+    require_root();
+    let client = Netns::new("skoc").unwrap();
+    let node = Netns::new("skon").unwrap();
+    let (_, node_if) = veth_between(&client, "10.78.0.1/24", &node, "10.78.0.2/24").unwrap();
+    for pod in LOCAL_PODS {
+        node.exec(&["ip", "addr", "add", &format!("{pod}/32"), "dev", "lo"])
+            .unwrap();
+    }
+    let _servers = NameServers::start(&node, &LOCAL_PODS, 8080, 5353).unwrap();
+    let pins = PinDir::new("skiffbpf").unwrap();
+    let ok = vec!["ok 10.78.0.2:30080".to_string(); 10];
+
+    let (first, mode) = pinned_plane(&node, &node_if, &pins);
+    assert_ne!(mode, XdpAttachMode::Replaced);
+    assert_eq!(nodeport_answers(&client), ok);
+
+    // The agent exits: its pinned links and maps go on forwarding.
+    drop(first);
+    assert_eq!(nodeport_answers(&client), ok, "forwarding with no agent");
+
+    // The next agent swaps its programs into the pinned links and adopts the maps.
+    let (second, mode) = pinned_plane(&node, &node_if, &pins);
+    assert_eq!(mode, XdpAttachMode::Replaced);
+    assert_eq!(nodeport_answers(&client), ok);
+    let links = std::fs::read_dir(pins.path().join("links"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(
+        links,
+        ["tc_uplink_egress", "xdp_uplink"]
+            .map(String::from)
+            .into_iter()
+            .collect(),
+        "one link per hook, the old TC link released"
+    );
+    let xdp_progs = node.exec(&["ip", "link", "show", &node_if]).unwrap();
+    assert!(xdp_progs.contains("xdp"), "{xdp_progs}");
+
+    // skiffctl reads the same pinned maps on the node.
+    let skiffctl = |view: &str| {
+        let output = std::process::Command::new(workspace_binary("skiffctl"))
+            .args(["dataplane", view, "--maglev-table-size", "251", "--bpffs"])
+            .arg(pins.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let services = skiffctl("services");
+    assert!(
+        services.contains("10.78.0.2:30080/tcp")
+            && services.contains("10.244.9.10:8080/tcp (local), 10.244.9.11:8080/tcp (local)"),
+        "{services}"
+    );
+    let flows = skiffctl("conntrack");
+    assert!(
+        flows.contains("10.78.0.1:") && flows.contains("from 10.78.0.2:30080/tcp"),
+        "{flows}"
+    );
+    drop(second);
+}

@@ -1,0 +1,124 @@
+//! Privileged tests of service sync against the kernel's maps: capacity limits give a
+//! clear, counted error and never a half-written service.
+
+use std::collections::BTreeMap;
+
+use skiff_agent::dataplane::{
+    Dataplane, LoadOptions, MapSizes,
+    lb_maps::{KernelLbMaps, LbMaps},
+    maglev::Maglev,
+    services::{DesiredService, ServiceSync},
+};
+use skiff_ebpf_common::{Backend, ServiceKey, service::PROTO_TCP};
+use skiff_tests::require_root;
+
+#[test]
+fn privileged_a_full_backend_map_is_reported_with_the_flag_to_raise_and_counted() {
+    require_root();
+    let sizes = MapSizes {
+        backends: 2,
+        maglev_table_size: 251,
+        maglev_tables: 4,
+        ..MapSizes::default()
+    };
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: None,
+        sizes,
+        node_addr: None,
+    })
+    .unwrap();
+    let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
+    let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 1).unwrap()).unwrap();
+    let backends: Vec<Backend> = (1..=3)
+        .map(|i| Backend::new([10, 244, 0, i], 8080, PROTO_TCP, 0))
+        .collect();
+    let small = ServiceKey::new([10, 96, 0, 1], 80, PROTO_TCP);
+    let big = ServiceKey::new([10, 96, 0, 2], 80, PROTO_TCP);
+    let desired: BTreeMap<_, _> = [
+        (
+            small,
+            DesiredService {
+                backends: backends[..1].to_vec(),
+                ..DesiredService::default()
+            },
+        ),
+        (
+            big,
+            DesiredService {
+                backends: backends.clone(),
+                ..DesiredService::default()
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let (_, errors) = sync.apply(&mut maps, &desired);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let mut message = errors[0].to_string();
+    let mut source = std::error::Error::source(&errors[0]);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    assert!(message.contains("10.96.0.2:80/tcp"), "{message}");
+    assert!(
+        message.contains("BACKENDS map is full (2 entries)"),
+        "{message}"
+    );
+    assert!(message.contains("--dataplane-max-backends"), "{message}");
+    assert_eq!(sync.map_full_errors(), 1);
+    let written: Vec<ServiceKey> = maps
+        .services()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        written,
+        vec![small],
+        "the service that fits is live, the other absent"
+    );
+}
+
+#[test]
+fn privileged_a_pinned_map_with_an_older_layout_is_replaced_on_load_not_reused() {
+    require_root();
+    let pins = skiff_tests::pins::PinDir::new("skiffbpf").unwrap();
+    let stale = pins.path().join("CONNTRACK");
+    // What an older agent with a 24-byte conntrack value would have left behind.
+    let output = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&stale)
+        .args([
+            "type", "lru_hash", "key", "16", "value", "24", "entries", "16",
+        ])
+        .args(["name", "CONNTRACK"])
+        .output()
+        .expect("running bpftool");
+    assert!(
+        output.status.success(),
+        "bpftool map create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _dataplane = Dataplane::load(&LoadOptions {
+        pin_path: Some(pins.path().to_path_buf()),
+        sizes: MapSizes {
+            maglev_table_size: 251,
+            maglev_tables: 4,
+            ..MapSizes::default()
+        },
+        node_addr: None,
+    })
+    .unwrap();
+    let info = aya::maps::MapData::from_pin(&stale)
+        .unwrap()
+        .info()
+        .unwrap();
+    assert_eq!(
+        info.value_size() as usize,
+        size_of::<skiff_ebpf_common::CtValue>(),
+        "a new map with this agent's layout is pinned in its place"
+    );
+    assert!(pins.pinned().unwrap().contains(&"SERVICES".to_string()));
+}
