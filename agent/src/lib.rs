@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod network;
 pub mod node;
 pub mod runtime;
