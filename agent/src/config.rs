@@ -58,4 +58,41 @@ pub struct Config {
     /// Memory held back from pods for the system, in MiB (allocatable = capacity - this).
     #[arg(long, default_value_t = 100)]
     pub reserved_memory_mib: u64,
+    /// The most processes one container may run (pids.max); 0 for no limit.
+    #[arg(long, default_value_t = 4096)]
+    pub pod_pids_limit: i64,
+}
+
+impl Config {
+    /// The node's cgroup relative to each hierarchy's root (what runc's cgroupsPath is
+    /// relative to): `--cgroup-root` without the cgroup mount prefix.
+    pub fn cgroup_parent(&self) -> String {
+        cgroup_parent(&self.cgroup_root)
+    }
+}
+
+/// `/sys/fs/cgroup/unified/skiff/node-1` -> `/skiff/node-1`.
+pub fn cgroup_parent(root: &std::path::Path) -> String {
+    let text = root.to_string_lossy();
+    let relative = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+        .unwrap_or(&text);
+    format!("/{}", relative.trim_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cgroup_parent_drops_the_mount_prefix() {
+        use std::path::Path;
+        assert_eq!(
+            super::cgroup_parent(Path::new("/sys/fs/cgroup/unified/skiff/node-1")),
+            "/skiff/node-1"
+        );
+        assert_eq!(
+            super::cgroup_parent(Path::new("/sys/fs/cgroup/skiff")),
+            "/skiff"
+        );
+    }
 }

@@ -5,4 +5,5 @@ pub mod config;
 pub mod dataplane;
 pub mod network;
 pub mod node;
+pub mod pods;
 pub mod runtime;

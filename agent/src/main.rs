@@ -8,11 +8,14 @@ use clap::Parser;
 use skiff_agent::{
     config::Config,
     dataplane::{Dataplane, LoadOptions},
+    network::Cidr,
     node::{
         credentials::node_client_config,
         heartbeat::{Heartbeat, HeartbeatTimings},
         status::{DEFAULT_MAX_PODS, MachineInfo, NodeFacts},
     },
+    pods::{PodManager, PodManagerConfig},
+    runtime::containerd::Containerd,
 };
 use skiff_api::client::{Client, ClientConfig};
 use tokio::signal::unix::{SignalKind, signal};
@@ -36,12 +39,16 @@ async fn main() -> Result<()> {
         .with_context(|| format!("attaching to the uplink {}", config.uplink))?;
     info!(interface = %config.uplink, ?mode, "uplink XDP program attached");
 
-    let heartbeat = register(&config).await?;
+    let (heartbeat, client) = register(&config).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let beating = tokio::spawn(heartbeat.run(async move {
-        let mut stopped = stopped;
-        let _ = stopped.wait_for(|&s| s).await;
-    }));
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|&s| s).await;
+        }
+    };
+    let beating = tokio::spawn(heartbeat.run(until_stopped()));
+    let pods = start_pods(&config, client, until_stopped()).await?;
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut report = tokio::time::interval(Duration::from_secs(60));
@@ -61,13 +68,14 @@ async fn main() -> Result<()> {
     }
     let _ = stop.send(true);
     let _ = beating.await;
+    let _ = pods.await;
     info!("stopping: the uplink program is detached with the agent");
     Ok(())
 }
 
 /// Gets this node's credential and registers the node, retrying until the control plane
 /// answers (it may start after the agent).
-async fn register(config: &Config) -> Result<Heartbeat> {
+async fn register(config: &Config) -> Result<(Heartbeat, Client)> {
     let ca = std::fs::read_to_string(&config.ca_file)
         .with_context(|| format!("reading the cluster CA {}", config.ca_file.display()))?;
     let base = ClientConfig {
@@ -104,10 +112,10 @@ async fn register(config: &Config) -> Result<Heartbeat> {
                 },
             );
             heartbeat.register().await?;
-            anyhow::Ok(heartbeat)
+            anyhow::Ok((heartbeat, Client::new(&client_config)?))
         };
         match attempt.await {
-            Ok(heartbeat) => return Ok(heartbeat),
+            Ok(registered) => return Ok(registered),
             Err(error) => {
                 warn!(error = format!("{error:#}"), retry_in = ?delay, "registering the node failed");
                 tokio::time::sleep(delay).await;
@@ -115,4 +123,47 @@ async fn register(config: &Config) -> Result<Heartbeat> {
             }
         }
     }
+}
+
+/// Connects to containerd and starts the pod manager with this node's pod CIDR (the flag,
+/// else the Node's spec.podCIDR).
+async fn start_pods(
+    config: &Config,
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let cidr_text = match &config.pod_cidr {
+        Some(cidr) => cidr.clone(),
+        None => {
+            let node = client.get("nodes", "", &config.node_name).await?;
+            node.pointer("/spec/podCIDR")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+                .context("the node has no spec.podCIDR and --pod-cidr was not given")?
+        }
+    };
+    let pod_cidr: Cidr = cidr_text.parse()?;
+    let runtime = Containerd::connect(&config.containerd_socket, &config.containerd_namespace)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to containerd at {}",
+                config.containerd_socket.display()
+            )
+        })?;
+    let manager = PodManager::new(
+        client,
+        std::sync::Arc::new(runtime),
+        PodManagerConfig {
+            node_name: config.node_name.clone(),
+            node_ip: config.node_ip,
+            state_dir: config.state_dir.clone(),
+            cgroup_parent: config.cgroup_parent(),
+            cgroup_mount: "/sys/fs/cgroup".into(),
+            pod_cidr,
+            pids_limit: (config.pod_pids_limit > 0).then_some(config.pod_pids_limit),
+        },
+    )?;
+    info!(%pod_cidr, cgroup = %config.cgroup_parent(), "running pods");
+    Ok(tokio::spawn(manager.run(shutdown)))
 }
