@@ -3,6 +3,7 @@
 //!
 //! Every privileged test needs root; [`require_root`] fails (never skips) without it.
 
+pub mod containerd;
 pub mod control;
 pub mod etcd;
 pub mod netns;
