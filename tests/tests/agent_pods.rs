@@ -9,7 +9,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use skiff_api::client::Client;
+use skiff_api::client::{Client, DeleteParams};
 
 use skiff_tests::{
     containerd::{CgroupTree, Containerd},
@@ -333,5 +333,292 @@ async fn privileged_two_pods_on_one_node_reach_each_other_by_pod_ip() {
     assert!(
         log.contains("pong"),
         "the client pod got no answer from {server_ip}:\n{log}"
+    );
+}
+
+fn container_status(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_a_crashing_container_goes_to_crash_loop_back_off_with_growing_delays() {
+    require_root();
+    let mut node = Node::new(3);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let manifest = pod(
+        "crasher",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE, "command": ["sh", "-c", "echo crashing; exit 3"]}]),
+        json!({}),
+    );
+    client.create("pods", "default", &manifest).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let backing_off = wait_pod(&client, "crasher", "CrashLoopBackOff", &node, |p| {
+        container_status(p)["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    })
+    .await;
+    let status = container_status(&backing_off);
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 3);
+    assert_eq!(status["lastState"]["terminated"]["reason"], "Error");
+    assert_eq!(status["ready"], false);
+
+    let first = wait_pod(&client, "crasher", "the first restart", &node, |p| {
+        container_status(p)["restartCount"].as_u64() >= Some(1)
+    })
+    .await;
+    let first_at = started.elapsed();
+    assert_eq!(container_status(&first)["restartCount"], 1);
+    let second = wait_pod(&client, "crasher", "the second restart", &node, |p| {
+        container_status(p)["restartCount"].as_u64() >= Some(2)
+    })
+    .await;
+    let second_at = started.elapsed();
+    assert_eq!(container_status(&second)["restartCount"], 2);
+    // Back-off: 10 s before the first restart, 20 s before the second.
+    assert!(
+        first_at >= Duration::from_secs(9),
+        "first restart after {first_at:?}, before its 10 s back-off"
+    );
+    let gap = second_at - first_at;
+    assert!(
+        gap >= Duration::from_secs(18) && gap > first_at,
+        "the second back-off ({gap:?}) did not grow past the first ({first_at:?})"
+    );
+    let waiting = wait_pod(&client, "crasher", "the next back-off", &node, |p| {
+        container_status(p)["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("40s"))
+    })
+    .await;
+    assert_eq!(waiting["status"]["phase"], "Running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_a_memory_hog_is_oom_killed_under_its_limit() {
+    require_root();
+    let mut node = Node::new(4);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let manifest = pod(
+        "hog",
+        &node.name,
+        json!([{
+            "name": "hog", "image": IMAGE,
+            "resources": {"limits": {"memory": "32Mi"}},
+            "command": ["sh", "-c", "echo start; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"],
+        }]),
+        json!({"restartPolicy": "Never"}),
+    );
+    client.create("pods", "default", &manifest).await.unwrap();
+    let done = wait_pod(&client, "hog", "the hog to be killed", &node, |p| {
+        container_status(p)["state"]["terminated"].is_object()
+    })
+    .await;
+    let terminated = &container_status(&done)["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{terminated}");
+    assert_eq!(terminated["exitCode"], 137);
+    assert_eq!(done["status"]["phase"], "Failed");
+    assert_eq!(done["status"]["qosClass"], "Burstable");
+    assert!(!node.pod_log(&done, "hog", 0).contains("survived"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_delete_terminates_gracefully_then_the_pod_object_is_gone() {
+    require_root();
+    let mut node = Node::new(5);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let manifest = pod(
+        "graceful",
+        &node.name,
+        json!([
+            {"name": "polite", "image": IMAGE, "command": ["sh", "-c",
+                "trap 'echo got TERM; sleep 1; echo bye; exit 0' TERM; echo ready; while true; do sleep 0.2; done"]},
+            {"name": "stubborn", "image": IMAGE, "command": ["sh", "-c",
+                "trap 'echo ignoring TERM' TERM; echo ready; while true; do sleep 0.2; done"]},
+        ]),
+        json!({"terminationGracePeriodSeconds": 3}),
+    );
+    client.create("pods", "default", &manifest).await.unwrap();
+    let running = wait_pod(&client, "graceful", "both containers to run", &node, |p| {
+        p["status"]["containerStatuses"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2 && s.iter().all(|c| c["state"]["running"].is_object()))
+    })
+    .await;
+    wait_log(&node, &running, "polite", "ready").await;
+    wait_log(&node, &running, "stubborn", "ready").await;
+
+    let deleting = tokio::time::Instant::now();
+    client
+        .delete("pods", "default", "graceful", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = deleting + DEADLINE;
+    while client.get("pods", "default", "graceful").await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pod was never deleted; agent log:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = deleting.elapsed();
+    let polite = node.pod_log(&running, "polite", 0);
+    assert!(
+        polite.contains("got TERM") && polite.contains("bye"),
+        "the polite container saw no SIGTERM:\n{polite}"
+    );
+    let stubborn = node.pod_log(&running, "stubborn", 0);
+    assert!(stubborn.contains("ignoring TERM"), "{stubborn}");
+    // The stubborn one held the pod until the grace period ran out and SIGKILL came.
+    assert!(
+        took >= Duration::from_secs(3),
+        "deleted after {took:?}, before the 3 s grace period"
+    );
+    assert!(took < Duration::from_secs(20), "deletion took {took:?}");
+    // Nothing is left in containerd for the pod.
+    let left = node
+        .containerd
+        .ctr(&node.namespace, &["containers", "ls", "-q"])
+        .unwrap();
+    assert!(left.trim().is_empty(), "containers left: {left}");
+}
+
+fn task_pids(node: &Node) -> Vec<(String, String)> {
+    node.containerd
+        .ctr(&node.namespace, &["tasks", "ls"])
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_a_restarted_agent_adopts_running_containers_without_restarting_them() {
+    require_root();
+    let mut node = Node::new(6);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let manifest = pod(
+        "steady",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]),
+        json!({}),
+    );
+    client.create("pods", "default", &manifest).await.unwrap();
+    let before = wait_pod(&client, "steady", "the pod to run", &node, running).await;
+    let pids_before = task_pids(&node);
+    assert_eq!(pids_before.len(), 1, "{pids_before:?}");
+
+    node.agent.as_mut().unwrap().kill(); // SIGKILL
+    node.start_agent(&control);
+    // The new agent is at work: a second pod runs.
+    let second = pod(
+        "after-restart",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]),
+        json!({}),
+    );
+    client.create("pods", "default", &second).await.unwrap();
+    let second = wait_pod(
+        &client,
+        "after-restart",
+        "a pod after the restart",
+        &node,
+        running,
+    )
+    .await;
+    assert_ne!(second["status"]["podIP"], before["status"]["podIP"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let after = client.get("pods", "default", "steady").await.unwrap();
+    assert_eq!(after["status"]["phase"], "Running");
+    assert_eq!(container_status(&after)["restartCount"], 0);
+    assert_eq!(
+        container_status(&after)["containerID"],
+        container_status(&before)["containerID"]
+    );
+    assert_eq!(
+        container_status(&after)["state"]["running"]["startedAt"],
+        container_status(&before)["state"]["running"]["startedAt"]
+    );
+    assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
+    let pids_after = task_pids(&node);
+    let (id, pid) = &pids_before[0];
+    assert!(
+        pids_after.iter().any(|(i, p)| i == id && p == pid),
+        "task {id} pid {pid} is gone after the agent restart: {pids_after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_a_missing_image_or_command_shows_in_status_and_other_pods_still_run() {
+    require_root();
+    let mut node = Node::new(7);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let no_image = pod(
+        "no-image",
+        &node.name,
+        json!([{"name": "main", "image": "skiff.test/missing:1"}]),
+        json!({}),
+    );
+    let no_command = pod(
+        "no-command",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE, "command": ["/no/such/binary"]}]),
+        json!({}),
+    );
+    let fine = pod(
+        "fine",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]),
+        json!({}),
+    );
+    for manifest in [&no_image, &no_command, &fine] {
+        client.create("pods", "default", manifest).await.unwrap();
+    }
+    let missing = wait_pod(&client, "no-image", "ErrImagePull", &node, |p| {
+        container_status(p)["state"]["waiting"]["reason"]
+            .as_str()
+            .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+    })
+    .await;
+    let message = container_status(&missing)["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("skiff.test/missing:1"), "{message}");
+    let bad = wait_pod(&client, "no-command", "a container error", &node, |p| {
+        container_status(p)["state"]["waiting"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("ContainerError"))
+    })
+    .await;
+    let message = container_status(&bad)["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("/no/such/binary"), "{message}");
+    wait_pod(&client, "fine", "the healthy pod to run", &node, running).await;
+    assert!(
+        node.agent.as_mut().unwrap().exited().is_none(),
+        "the agent died"
     );
 }
