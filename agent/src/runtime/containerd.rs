@@ -11,15 +11,17 @@ use std::{
 use async_trait::async_trait;
 use containerd_client::{
     services::v1::{
-        ApplyRequest, Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-        DeleteTaskRequest, GetContainerRequest, GetImageRequest, KillRequest,
+        ApplyRequest, Container, CreateContainerRequest, CreateRequest as LeaseCreateRequest,
+        CreateTaskRequest, DeleteContainerRequest, DeleteRequest as LeaseDeleteRequest,
+        DeleteTaskRequest, GetContainerRequest, GetImageRequest, Info as ContentInfo, KillRequest,
         ListContainersRequest, ListTasksRequest, ReadContentRequest, StartRequest,
-        UpdateContainerRequest,
+        UpdateContainerRequest, UpdateRequest as ContentUpdateRequest,
         container::Runtime as ContainerRuntime,
         containers_client::ContainersClient,
         content_client::ContentClient,
         diff_client::DiffClient,
         images_client::ImagesClient,
+        leases_client::LeasesClient,
         snapshots::{
             CommitSnapshotRequest, MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
             StatSnapshotRequest, snapshots_client::SnapshotsClient,
@@ -46,6 +48,8 @@ const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/S
 pub struct Containerd {
     channel: Channel,
     namespace: String,
+    /// The lease requests are made under (keeps what they create from containerd's GC).
+    lease: Option<String>,
 }
 
 impl Containerd {
@@ -64,7 +68,39 @@ impl Containerd {
         Ok(Self {
             channel,
             namespace: namespace.to_string(),
+            lease: None,
         })
+    }
+
+    /// A copy of this connection whose requests hold a new lease, so snapshots and content
+    /// made before anything references them are not garbage-collected; the lease expires
+    /// by itself if [`Containerd::release`] is never called.
+    async fn leased(&self) -> Result<Self, RuntimeError> {
+        let id = format!("skiff-{}", uuid::Uuid::new_v4().simple());
+        let expire = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10);
+        LeasesClient::new(self.channel.clone())
+            .create(self.request(LeaseCreateRequest {
+                id: id.clone(),
+                labels: HashMap::from([("containerd.io/gc.expire".into(), expire.to_string())]),
+            }))
+            .await
+            .map_err(|s| call("lease create", &id, s))?;
+        Ok(Self {
+            lease: Some(id),
+            ..self.clone()
+        })
+    }
+
+    /// Ends the lease this copy holds.
+    async fn release(self) {
+        if let Some(id) = &self.lease {
+            let _ = LeasesClient::new(self.channel.clone())
+                .delete(self.request(LeaseDeleteRequest {
+                    id: id.clone(),
+                    sync: false,
+                }))
+                .await;
+        }
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
@@ -235,144 +271,22 @@ fn call(call: &'static str, what: &str, status: tonic::Status) -> RuntimeError {
 #[async_trait]
 impl Runtime for Containerd {
     async fn ensure_image(&self, reference: &str) -> Result<ImageConfig, RuntimeError> {
-        let name = image::normalize_reference(reference);
-        let found = ImagesClient::new(self.channel.clone())
-            .get(self.request(GetImageRequest { name: name.clone() }))
-            .await;
-        let target = match found {
-            Ok(response) => response
-                .into_inner()
-                .image
-                .and_then(|i| i.target)
-                .ok_or_else(|| RuntimeError::BadImage {
-                    image: name.clone(),
-                    reason: "no target descriptor".into(),
-                })?,
-            Err(s) if s.code() == Code::NotFound => {
-                return Err(RuntimeError::ImageNotFound { image: name });
-            }
-            Err(s) => return Err(call("image get", &name, s)),
-        };
-        let mut manifest_digest = target.digest.clone();
-        let mut manifest = self.read_json(&manifest_digest, &name).await?;
-        if image::INDEX_MEDIA_TYPES.contains(&target.media_type.as_str())
-            || manifest.get("manifests").is_some()
-        {
-            manifest_digest =
-                image::pick_manifest(&manifest).ok_or_else(|| RuntimeError::BadImage {
-                    image: name.clone(),
-                    reason: "the index lists no manifest".into(),
-                })?;
-            manifest = self.read_json(&manifest_digest, &name).await?;
-        }
-        let config_digest = manifest
-            .pointer("/config/digest")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RuntimeError::BadImage {
-                image: name.clone(),
-                reason: "the manifest has no config".into(),
-            })?
-            .to_string();
-        let config = self.read_json(&config_digest, &name).await?;
-        let diff_ids = image::strings(config.pointer("/rootfs/diff_ids"));
-        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
-        if layers.len() != diff_ids.len() || layers.is_empty() {
-            return Err(RuntimeError::BadImage {
-                image: name,
-                reason: format!("{} layers but {} diff IDs", layers.len(), diff_ids.len()),
-            });
-        }
-        let chain = image::chain_ids(&diff_ids);
-        // Unpack from the top down to the first layer already present, then back up.
-        let mut present = chain.len();
-        while present > 0 && !self.snapshot_exists(&chain[present - 1]).await? {
-            present -= 1;
-        }
-        for i in present..chain.len() {
-            let parent = if i == 0 { "" } else { chain[i - 1].as_str() };
-            self.unpack_layer(&layers[i], parent, &chain[i]).await?;
-        }
-        Ok(ImageConfig {
-            digest: manifest_digest,
-            chain_id: chain.last().cloned().unwrap_or_default(),
-            entrypoint: image::strings(config.pointer("/config/Entrypoint")),
-            cmd: image::strings(config.pointer("/config/Cmd")),
-            env: image::strings(config.pointer("/config/Env")),
-            working_dir: config
-                .pointer("/config/WorkingDir")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        })
+        let leased = self.leased().await?;
+        let result = leased.resolve_and_unpack(reference).await;
+        leased.release().await;
+        result
     }
 
     async fn create(&self, container: &ContainerCreate) -> Result<(), RuntimeError> {
-        let id = container.id.as_str();
-        let mounts = self.prepare_rootfs(id, &container.chain_id).await?;
-        let spec = serde_json::to_vec(&container.spec).unwrap_or_default();
-        let record = Container {
-            id: id.to_string(),
-            labels: container
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            image: image::normalize_reference(&container.image),
-            runtime: Some(ContainerRuntime {
-                name: RUNC_V2.into(),
-                options: None,
-            }),
-            spec: Some(Any {
-                type_url: SPEC_TYPE_URL.into(),
-                value: spec,
-            }),
-            snapshotter: SNAPSHOTTER.into(),
-            snapshot_key: id.to_string(),
-            ..Default::default()
-        };
-        match ContainersClient::new(self.channel.clone())
-            .create(self.request(CreateContainerRequest {
-                container: Some(record),
-            }))
-            .await
-        {
-            Ok(_) => {}
-            Err(s) if s.code() == Code::AlreadyExists => {}
-            Err(s) => return Err(call("container create", id, s)),
-        }
-        if let Some(parent) = container.log_path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let log = format!("file://{}", container.log_path.display());
-        TasksClient::new(self.channel.clone())
-            .create(self.request(CreateTaskRequest {
-                container_id: id.to_string(),
-                rootfs: mounts,
-                stdout: log.clone(),
-                stderr: log,
-                ..Default::default()
-            }))
-            .await
-            .map_err(|s| call("task create", id, s))?;
-        Ok(())
+        let leased = self.leased().await?;
+        let result = leased.create_leased(container).await;
+        leased.release().await;
+        result
     }
 
     async fn start(&self, id: &str) -> Result<u32, RuntimeError> {
-        let pid = TasksClient::new(self.channel.clone())
-            .start(self.request(StartRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            }))
-            .await
-            .map_err(|s| call("task start", id, s))?
-            .into_inner()
-            .pid;
-        let started = jiff::Timestamp::now().to_string();
-        self.update_labels(id, BTreeMap::from([(labels::STARTED_AT.into(), started)]))
-            .await?;
-        Ok(pid)
+        self.start_task(id).await
     }
-
     async fn list(&self) -> Result<Vec<ContainerRecord>, RuntimeError> {
         let containers = ContainersClient::new(self.channel.clone())
             .list(self.request(ListContainersRequest {
@@ -483,6 +397,164 @@ impl Runtime for Containerd {
 }
 
 impl Containerd {
+    async fn resolve_and_unpack(&self, reference: &str) -> Result<ImageConfig, RuntimeError> {
+        let name = image::normalize_reference(reference);
+        let found = ImagesClient::new(self.channel.clone())
+            .get(self.request(GetImageRequest { name: name.clone() }))
+            .await;
+        let target = match found {
+            Ok(response) => response
+                .into_inner()
+                .image
+                .and_then(|i| i.target)
+                .ok_or_else(|| RuntimeError::BadImage {
+                    image: name.clone(),
+                    reason: "no target descriptor".into(),
+                })?,
+            Err(s) if s.code() == Code::NotFound => {
+                return Err(RuntimeError::ImageNotFound { image: name });
+            }
+            Err(s) => return Err(call("image get", &name, s)),
+        };
+        let mut manifest_digest = target.digest.clone();
+        let mut manifest = self.read_json(&manifest_digest, &name).await?;
+        if image::INDEX_MEDIA_TYPES.contains(&target.media_type.as_str())
+            || manifest.get("manifests").is_some()
+        {
+            manifest_digest =
+                image::pick_manifest(&manifest).ok_or_else(|| RuntimeError::BadImage {
+                    image: name.clone(),
+                    reason: "the index lists no manifest".into(),
+                })?;
+            manifest = self.read_json(&manifest_digest, &name).await?;
+        }
+        let config_digest = manifest
+            .pointer("/config/digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RuntimeError::BadImage {
+                image: name.clone(),
+                reason: "the manifest has no config".into(),
+            })?
+            .to_string();
+        let config = self.read_json(&config_digest, &name).await?;
+        let diff_ids = image::strings(config.pointer("/rootfs/diff_ids"));
+        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        if layers.len() != diff_ids.len() || layers.is_empty() {
+            return Err(RuntimeError::BadImage {
+                image: name,
+                reason: format!("{} layers but {} diff IDs", layers.len(), diff_ids.len()),
+            });
+        }
+        let chain = image::chain_ids(&diff_ids);
+        // Unpack from the top down to the first layer already present, then back up.
+        let mut present = chain.len();
+        while present > 0 && !self.snapshot_exists(&chain[present - 1]).await? {
+            present -= 1;
+        }
+        for i in present..chain.len() {
+            let parent = if i == 0 { "" } else { chain[i - 1].as_str() };
+            self.unpack_layer(&layers[i], parent, &chain[i]).await?;
+        }
+        if present < chain.len() {
+            // As containerd's own unpacker does: the image's config refers to the unpacked
+            // chain, so the snapshots live as long as the image.
+            let label = format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}");
+            let top = chain.last().cloned().unwrap_or_default();
+            ContentClient::new(self.channel.clone())
+                .update(self.request(ContentUpdateRequest {
+                    info: Some(ContentInfo {
+                        digest: config_digest.clone(),
+                        labels: HashMap::from([(label.clone(), top)]),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(FieldMask {
+                        paths: vec![format!("labels.{label}")],
+                    }),
+                }))
+                .await
+                .map_err(|s| call("content update", &config_digest, s))?;
+        }
+        Ok(ImageConfig {
+            digest: manifest_digest,
+            chain_id: chain.last().cloned().unwrap_or_default(),
+            entrypoint: image::strings(config.pointer("/config/Entrypoint")),
+            cmd: image::strings(config.pointer("/config/Cmd")),
+            env: image::strings(config.pointer("/config/Env")),
+            working_dir: config
+                .pointer("/config/WorkingDir")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
+
+    async fn create_leased(&self, container: &ContainerCreate) -> Result<(), RuntimeError> {
+        let id = container.id.as_str();
+        let mounts = self.prepare_rootfs(id, &container.chain_id).await?;
+        let spec = serde_json::to_vec(&container.spec).unwrap_or_default();
+        let record = Container {
+            id: id.to_string(),
+            labels: container
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            image: image::normalize_reference(&container.image),
+            runtime: Some(ContainerRuntime {
+                name: RUNC_V2.into(),
+                options: None,
+            }),
+            spec: Some(Any {
+                type_url: SPEC_TYPE_URL.into(),
+                value: spec,
+            }),
+            snapshotter: SNAPSHOTTER.into(),
+            snapshot_key: id.to_string(),
+            ..Default::default()
+        };
+        match ContainersClient::new(self.channel.clone())
+            .create(self.request(CreateContainerRequest {
+                container: Some(record),
+            }))
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::AlreadyExists => {}
+            Err(s) => return Err(call("container create", id, s)),
+        }
+        if let Some(parent) = container.log_path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let log = format!("file://{}", container.log_path.display());
+        TasksClient::new(self.channel.clone())
+            .create(self.request(CreateTaskRequest {
+                container_id: id.to_string(),
+                rootfs: mounts,
+                stdout: log.clone(),
+                stderr: log,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|s| call("task create", id, s))?;
+        Ok(())
+    }
+
+    async fn start_task(&self, id: &str) -> Result<u32, RuntimeError> {
+        let pid = TasksClient::new(self.channel.clone())
+            .start(self.request(StartRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            }))
+            .await
+            .map_err(|s| call("task start", id, s))?
+            .into_inner()
+            .pid;
+        let started = jiff::Timestamp::now().to_string();
+        self.update_labels(id, BTreeMap::from([(labels::STARTED_AT.into(), started)]))
+            .await?;
+        Ok(pid)
+    }
+
     async fn update_labels(
         &self,
         id: &str,
