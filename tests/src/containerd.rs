@@ -98,15 +98,19 @@ impl Containerd {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Imports an OCI archive into `namespace` (unpacked for overlayfs).
+    /// Imports an OCI archive into `namespace`; with `unpack` false only into the content
+    /// store, so whoever runs it must unpack its layers into the snapshotter.
     ///
     /// # Errors
     /// When ctr import fails.
-    pub fn import(&self, namespace: &str, archive: &Path) -> Result<()> {
-        self.ctr(
-            namespace,
-            &["images", "import", &archive.display().to_string()],
-        )?;
+    pub fn import(&self, namespace: &str, archive: &Path, unpack: bool) -> Result<()> {
+        let archive = archive.display().to_string();
+        let mut args = vec!["images", "import"];
+        if !unpack {
+            args.push("--no-unpack");
+        }
+        args.push(&archive);
+        self.ctr(namespace, &args)?;
         Ok(())
     }
 

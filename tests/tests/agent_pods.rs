@@ -65,7 +65,9 @@ impl Node {
             &archive,
         )
         .unwrap();
-        containerd.import(&namespace, &archive).unwrap();
+        // Content only: the agent unpacks the layers itself (through the Diff service), as
+        // under `cargo xtask up`.
+        containerd.import(&namespace, &archive, false).unwrap();
         Node {
             agent: None,
             containerd,
