@@ -7,6 +7,7 @@
 //! written to the API only when it changed. [`qos`] places each pod's cgroup in its tier.
 
 pub mod backoff;
+pub mod probes;
 pub mod qos;
 pub mod status;
 pub mod worker;

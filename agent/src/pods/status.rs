@@ -162,6 +162,7 @@ pub fn container_status(
     image: &str,
     attempts: &[Attempt],
     waiting: Option<&Waiting>,
+    ready: Option<bool>,
 ) -> Value {
     let current = attempts.last();
     let previous = attempts.len().checked_sub(2).map(|i| &attempts[i]);
@@ -188,7 +189,7 @@ pub fn container_status(
         "name": name,
         "image": image,
         "imageID": "",
-        "ready": running,
+        "ready": running && ready.unwrap_or(true),
         "started": running,
         "restartCount": current.map_or(0, |a| a.attempt),
         "state": state,
@@ -325,7 +326,7 @@ mod tests {
             reason: "CrashLoopBackOff".into(),
             message: "back-off 40s".into(),
         };
-        let status = container_status("web", "img", &by["web"], Some(&waiting));
+        let status = container_status("web", "img", &by["web"], Some(&waiting), None);
         assert_eq!(status["restartCount"], 3);
         assert_eq!(status["state"]["waiting"]["reason"], "CrashLoopBackOff");
         assert_eq!(status["lastState"]["terminated"]["exitCode"], 2);
@@ -345,8 +346,10 @@ mod tests {
             record("web", 1, TaskState::Running { pid: 9 }, &[]),
         ];
         let by = attempts_by_container(&records);
-        let status = container_status("web", "img", &by["web"], None);
+        let status = container_status("web", "img", &by["web"], None, None);
         assert_eq!(status["ready"], true);
+        let unready = container_status("web", "img", &by["web"], None, Some(false));
+        assert_eq!(unready["ready"], false);
         assert_eq!(status["restartCount"], 1);
         assert!(status["state"]["running"]["startedAt"].is_string());
         assert_eq!(status["lastState"]["terminated"]["reason"], "OOMKilled");

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{
-    backoff, qos,
+    backoff, probes, qos,
     status::{self, Attempt, AttemptState, Waiting},
 };
 use crate::{
@@ -84,6 +84,10 @@ struct StartFailure {
 
 #[derive(Debug, Default)]
 struct PodMemory {
+    /// Probe states by container id (one attempt) and probe.
+    probes: HashMap<(String, probes::Kind), probes::ProbeState>,
+    /// When this agent first saw each container id running (probes' initial delay).
+    seen_running: HashMap<String, Instant>,
     termination_started: Option<Instant>,
     killed: bool,
     failures: HashMap<String, StartFailure>,
@@ -515,6 +519,12 @@ impl PodManager {
             .filter(|r| r.labels.get(labels::POD_UID) == Some(&uid))
             .collect();
         let by_container = status::attempts_by_container(&records);
+        let ready = if init_done {
+            self.run_probes(&pod, &uid, &spec.containers, &by_container, pod_ip)
+                .await
+        } else {
+            HashMap::new()
+        };
         self.write_status(
             &pod,
             &spec,
@@ -523,6 +533,7 @@ impl PodManager {
             pod_ip,
             &by_container,
             &waiting,
+            &ready,
             init_done,
             init_failed,
         )
@@ -837,6 +848,88 @@ impl PodManager {
         Ok(())
     }
 
+    /// Runs the probes that are due for each running container; kills a container whose
+    /// startup or liveness probe failed; returns readiness by container name.
+    async fn run_probes(
+        &self,
+        pod: &Pod,
+        uid: &str,
+        containers: &[Container],
+        by_container: &BTreeMap<String, Vec<Attempt>>,
+        pod_ip: Ipv4Addr,
+    ) -> HashMap<String, bool> {
+        let mut ready = HashMap::new();
+        let now = Instant::now();
+        for container in containers {
+            let Some(current) = by_container.get(&container.name).and_then(|a| a.last()) else {
+                continue;
+            };
+            if !matches!(current.state, AttemptState::Running { .. }) {
+                continue;
+            }
+            let id = current.id.clone();
+            let started = *self
+                .memory
+                .lock()
+                .expect("pod memory")
+                .entry(uid.to_string())
+                .or_default()
+                .seen_running
+                .entry(id.clone())
+                .or_insert(now);
+            let mut verdicts = HashMap::new();
+            for (kind, probe) in [
+                (probes::Kind::Startup, &container.startup_probe),
+                (probes::Kind::Liveness, &container.liveness_probe),
+                (probes::Kind::Readiness, &container.readiness_probe),
+            ] {
+                let Some(probe) = probe else {
+                    continue;
+                };
+                let timing = probes::Timing::of(probe);
+                let mut state = self.probe_state(uid, &id, kind);
+                let startup_pending = kind != probes::Kind::Startup
+                    && container.startup_probe.is_some()
+                    && verdicts.get(&probes::Kind::Startup) != Some(&probes::Verdict::Success);
+                if !startup_pending && state.due(&timing, started, now) {
+                    let ok = probes::run(probe, container, &id, pod_ip, &self.runtime).await;
+                    state.record(&timing, ok, Instant::now());
+                    self.memory
+                        .lock()
+                        .expect("pod memory")
+                        .entry(uid.to_string())
+                        .or_default()
+                        .probes
+                        .insert((id.clone(), kind), state);
+                }
+                verdicts.insert(kind, state.verdict);
+            }
+            let failed = [probes::Kind::Startup, probes::Kind::Liveness]
+                .into_iter()
+                .find(|k| verdicts.get(k) == Some(&probes::Verdict::Failure));
+            if let Some(kind) = failed {
+                info!(pod = %pod_name(pod), container = %container.name, probe = ?kind, "probe failed: killing the container");
+                let _ = self.runtime.kill(&id, libc::SIGKILL as u32).await;
+            }
+            if container.readiness_probe.is_some() {
+                ready.insert(
+                    container.name.clone(),
+                    verdicts.get(&probes::Kind::Readiness) == Some(&probes::Verdict::Success),
+                );
+            }
+        }
+        ready
+    }
+
+    fn probe_state(&self, uid: &str, id: &str, kind: probes::Kind) -> probes::ProbeState {
+        self.memory
+            .lock()
+            .expect("pod memory")
+            .get(uid)
+            .and_then(|m| m.probes.get(&(id.to_string(), kind)).copied())
+            .unwrap_or_default()
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn write_status(
         &self,
@@ -847,6 +940,7 @@ impl PodManager {
         pod_ip: Ipv4Addr,
         by_container: &BTreeMap<String, Vec<Attempt>>,
         waiting: &HashMap<String, Waiting>,
+        ready: &HashMap<String, bool>,
         init_done: bool,
         init_failed: bool,
     ) -> Result<(), WorkerError> {
@@ -861,6 +955,7 @@ impl PodManager {
                         &image_of(c),
                         by_container.get(&c.name).unwrap_or(&empty),
                         waiting.get(&c.name),
+                        ready.get(&c.name).copied(),
                     )
                 })
                 .collect()
@@ -877,7 +972,8 @@ impl PodManager {
             && !latest.is_empty()
             && latest
                 .iter()
-                .all(|a| matches!(a.map(|a| &a.state), Some(AttemptState::Running { .. })));
+                .all(|a| matches!(a.map(|a| &a.state), Some(AttemptState::Running { .. })))
+            && ready.values().all(|&r| r);
         let old = pod
             .status
             .as_ref()

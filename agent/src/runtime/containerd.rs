@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use containerd_client::{
     services::v1::{
         ApplyRequest, Container, CreateContainerRequest, CreateRequest as LeaseCreateRequest,
-        CreateTaskRequest, DeleteContainerRequest, DeleteRequest as LeaseDeleteRequest,
-        DeleteTaskRequest, GetContainerRequest, GetImageRequest, Info as ContentInfo, KillRequest,
+        CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest,
+        DeleteRequest as LeaseDeleteRequest, DeleteTaskRequest, ExecProcessRequest,
+        GetContainerRequest, GetImageRequest, Info as ContentInfo, KillRequest,
         ListContainersRequest, ListTasksRequest, ReadContentRequest, StartRequest,
-        UpdateContainerRequest, UpdateRequest as ContentUpdateRequest,
+        UpdateContainerRequest, UpdateRequest as ContentUpdateRequest, WaitRequest,
         container::Runtime as ContainerRuntime,
         containers_client::ContainersClient,
         content_client::ContentClient,
@@ -42,6 +43,7 @@ use super::{
 const SNAPSHOTTER: &str = "overlayfs";
 const RUNC_V2: &str = "io.containerd.runc.v2";
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// A containerd connection scoped to one containerd namespace.
 #[derive(Clone, Debug)]
@@ -354,6 +356,55 @@ impl Runtime for Containerd {
     async fn finish(&self, id: &str, labels: BTreeMap<String, String>) -> Result<(), RuntimeError> {
         self.update_labels(id, labels).await?;
         self.delete_task(id).await
+    }
+
+    async fn exec(&self, id: &str, args: &[String], env: &[String]) -> Result<u32, RuntimeError> {
+        let exec_id = format!("exec-{}", uuid::Uuid::new_v4().simple());
+        let process = serde_json::json!({
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": env,
+            "cwd": "/",
+        });
+        let mut tasks = TasksClient::new(self.channel.clone());
+        tasks
+            .exec(self.request(ExecProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.clone(),
+                spec: Some(Any {
+                    type_url: PROCESS_TYPE_URL.into(),
+                    value: serde_json::to_vec(&process).unwrap_or_default(),
+                }),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|s| call("task exec", id, s))?;
+        let result = async {
+            tasks
+                .start(self.request(StartRequest {
+                    container_id: id.to_string(),
+                    exec_id: exec_id.clone(),
+                }))
+                .await
+                .map_err(|s| call("exec start", id, s))?;
+            let waited = tasks
+                .wait(self.request(WaitRequest {
+                    container_id: id.to_string(),
+                    exec_id: exec_id.clone(),
+                }))
+                .await
+                .map_err(|s| call("exec wait", id, s))?;
+            Ok(waited.into_inner().exit_status)
+        }
+        .await;
+        let _ = tasks
+            .delete_process(self.request(DeleteProcessRequest {
+                container_id: id.to_string(),
+                exec_id,
+            }))
+            .await;
+        result
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

@@ -134,6 +134,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn kill(&self, id: &str, signal: u32) -> Result<(), RuntimeError>;
     /// Records the exit (labels merged into the container's labels) and deletes the task.
     async fn finish(&self, id: &str, labels: BTreeMap<String, String>) -> Result<(), RuntimeError>;
+    /// Runs `args` inside the running container (with `env`) and returns its exit code.
+    async fn exec(&self, id: &str, args: &[String], env: &[String]) -> Result<u32, RuntimeError>;
     /// Deletes the task (killing it first), the container and its snapshot.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
 }
