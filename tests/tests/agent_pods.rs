@@ -624,3 +624,75 @@ async fn privileged_a_missing_image_or_command_shows_in_status_and_other_pods_st
         "the agent died"
     );
 }
+
+fn condition(pod: &Value, kind: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_readiness_drives_ready_and_a_failing_liveness_probe_restarts_the_container() {
+    require_root();
+    let mut node = Node::new(8);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let probed = pod(
+        "probed",
+        &node.name,
+        json!([{
+            "name": "web", "image": IMAGE,
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "command": ["sh", "-c",
+                "touch /tmp/alive; httpd -p 8080 -h /www; sleep 8; rm /tmp/alive; exec sleep 3600"],
+            "readinessProbe": {"httpGet": {"path": "/index.html", "port": "http"}, "periodSeconds": 1},
+            "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/alive"]},
+                              "periodSeconds": 1, "failureThreshold": 2},
+        }]),
+        json!({}),
+    );
+    let never_ready = pod(
+        "unready",
+        &node.name,
+        json!([{
+            "name": "main", "image": IMAGE, "command": ["sleep", "3600"],
+            "readinessProbe": {"tcpSocket": {"port": 9999}, "periodSeconds": 1},
+        }]),
+        json!({}),
+    );
+    client.create("pods", "default", &probed).await.unwrap();
+    client
+        .create("pods", "default", &never_ready)
+        .await
+        .unwrap();
+
+    let ready = wait_pod(&client, "probed", "readiness to pass", &node, |p| {
+        condition(p, "Ready") == "True"
+    })
+    .await;
+    assert_eq!(container_status(&ready)["ready"], true);
+    assert_eq!(container_status(&ready)["restartCount"], 0);
+
+    let restarted = wait_pod(&client, "probed", "the liveness restart", &node, |p| {
+        container_status(p)["restartCount"].as_u64() >= Some(1)
+    })
+    .await;
+    let last = &container_status(&restarted)["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+    assert!(
+        node.log().contains("probe failed"),
+        "the agent did not report the liveness failure:\n{}",
+        node.log()
+    );
+
+    let unready = client.get("pods", "default", "unready").await.unwrap();
+    assert_eq!(unready["status"]["phase"], "Running");
+    assert_eq!(container_status(&unready)["ready"], false);
+    assert_eq!(condition(&unready, "Ready"), "False");
+    assert_eq!(condition(&unready, "ContainersReady"), "False");
+}
