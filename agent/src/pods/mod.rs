@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod probes;
 pub mod qos;
 pub mod status;
+pub mod volumes;
 pub mod worker;
 
 pub use worker::{PodManager, PodManagerConfig};

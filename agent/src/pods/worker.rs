@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use super::{
     backoff, probes, qos,
     status::{self, Attempt, AttemptState, Waiting},
+    volumes,
 };
 use crate::{
     network::{Cidr, ipam::Ipam, namespaces, veth},
@@ -71,6 +72,15 @@ pub enum WorkerError {
         #[source]
         source: skiff_api::client::ClientError,
     },
+}
+
+/// What starting any container of the pod needs.
+#[derive(Clone, Copy, Debug)]
+struct PodContext<'a> {
+    pod_ip: Ipv4Addr,
+    pod_cgroup: &'a str,
+    /// Host paths (and forced read-only) by volume name, or why they could not be made.
+    volumes: &'a Result<HashMap<String, (PathBuf, bool)>, String>,
 }
 
 /// A failure to start a container, shown as its waiting reason until a retry works.
@@ -409,6 +419,9 @@ impl PodManager {
 
         // The sandbox: namespaces, address, veth.
         let pod_ip = self.ensure_network(&pod, &uid).await?;
+        let volumes = volumes::prepare(&self.client, &pod, &self.pod_dir(&uid))
+            .await
+            .map_err(|e| e.to_string());
 
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec
@@ -477,8 +490,11 @@ impl PodManager {
                 container,
                 true,
                 next,
-                pod_ip,
-                &pod_cgroup,
+                &PodContext {
+                    pod_ip,
+                    pod_cgroup: &pod_cgroup,
+                    volumes: &volumes,
+                },
                 &mut waiting,
                 &mut requeue,
             )
@@ -500,8 +516,11 @@ impl PodManager {
                     container,
                     false,
                     next,
-                    pod_ip,
-                    &pod_cgroup,
+                    &PodContext {
+                        pod_ip,
+                        pod_cgroup: &pod_cgroup,
+                        volumes: &volumes,
+                    },
                     &mut waiting,
                     &mut requeue,
                 )
@@ -549,8 +568,7 @@ impl PodManager {
         container: &Container,
         init: bool,
         next: Next,
-        pod_ip: Ipv4Addr,
-        pod_cgroup: &str,
+        context: &PodContext<'_>,
         waiting: &mut HashMap<String, Waiting>,
         requeue: &mut Duration,
     ) -> Result<(), WorkerError> {
@@ -588,7 +606,7 @@ impl PodManager {
             return Ok(());
         }
         match self
-            .start_container(pod, uid, container, init, attempt, pod_ip, pod_cgroup)
+            .start_container(pod, uid, container, init, attempt, context)
             .await
         {
             Ok(()) => {
@@ -637,9 +655,17 @@ impl PodManager {
         container: &Container,
         init: bool,
         attempt: u32,
-        pod_ip: Ipv4Addr,
-        pod_cgroup: &str,
+        context: &PodContext<'_>,
     ) -> Result<(), (&'static str, String)> {
+        let PodContext {
+            pod_ip, pod_cgroup, ..
+        } = *context;
+        let volumes = context
+            .volumes
+            .as_ref()
+            .map_err(|message| ("CreateContainerConfigError", message.clone()))?;
+        let mounts = volumes::container_mounts(container, volumes)
+            .map_err(|e| ("CreateContainerConfigError", e.to_string()))?;
         let image_ref = container.image.clone().unwrap_or_default();
         let image = self
             .runtime
@@ -677,7 +703,7 @@ impl PodManager {
             uts_ns: ns.uts,
             cgroups_path: format!("{pod_cgroup}/{id}"),
             resources,
-            mounts: Vec::new(),
+            mounts,
         });
         let labels = BTreeMap::from([
             (labels::POD_UID.to_string(), uid.to_string()),
