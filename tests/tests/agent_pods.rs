@@ -696,3 +696,104 @@ async fn privileged_readiness_drives_ready_and_a_failing_liveness_probe_restarts
     assert_eq!(condition(&unready, "Ready"), "False");
     assert_eq!(condition(&unready, "ContainersReady"), "False");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_volumes_bring_empty_dirs_host_paths_config_maps_and_secrets_into_containers() {
+    require_root();
+    let mut node = Node::new(9);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let host_dir = node.state.path().join("hostdata");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("marker"), "from-host\n").unwrap();
+    client
+        .create(
+            "configmaps",
+            "default",
+            &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "app-config"}, "data": {"greeting": "hello"}}),
+        )
+        .await
+        .unwrap();
+    client
+        .create(
+            "secrets",
+            "default",
+            // "s3cret", base64-encoded.
+            &json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "app-secret"}, "data": {"token": "czNjcmV0"}}),
+        )
+        .await
+        .unwrap();
+    let manifest = pod(
+        "volumes",
+        &node.name,
+        json!([
+            {"name": "writer", "image": IMAGE,
+             "command": ["sh", "-c", "echo shared-data > /scratch/note; exec sleep 3600"],
+             "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+            {"name": "reader", "image": IMAGE,
+             "command": ["sh", "-c",
+                "cat /host/marker; cat /etc/secret/token; echo; \
+                 until [ -f /scratch/note ]; do sleep 0.2; done; cat /scratch/note; \
+                 echo readonly-$(touch /etc/config/x 2>/dev/null && echo no || echo yes); \
+                 while true; do echo greeting=$(cat /etc/config/greeting); sleep 0.5; done"],
+             "volumeMounts": [
+                {"name": "scratch", "mountPath": "/scratch"},
+                {"name": "host", "mountPath": "/host"},
+                {"name": "config", "mountPath": "/etc/config"},
+                {"name": "secret", "mountPath": "/etc/secret"},
+             ]},
+        ]),
+        json!({"volumes": [
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "host", "hostPath": {"path": host_dir, "type": "Directory"}},
+            {"name": "config", "configMap": {"name": "app-config"}},
+            {"name": "secret", "secret": {"secretName": "app-secret"}},
+        ]}),
+    );
+    client.create("pods", "default", &manifest).await.unwrap();
+    let running_pod = wait_pod(&client, "volumes", "the pod to run", &node, |p| {
+        p["status"]["containerStatuses"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2 && s.iter().all(|c| c["state"]["running"].is_object()))
+    })
+    .await;
+    let log = wait_log(&node, &running_pod, "reader", "greeting=hello").await;
+    for expected in ["from-host", "s3cret", "shared-data", "readonly-yes"] {
+        assert!(log.contains(expected), "{expected} missing from:\n{log}");
+    }
+
+    // The configMap changes; the file in the running container follows.
+    let mut config = client
+        .get("configmaps", "default", "app-config")
+        .await
+        .unwrap();
+    config["data"]["greeting"] = json!("bonjour");
+    client
+        .update("configmaps", "default", &config)
+        .await
+        .unwrap();
+    wait_log(&node, &running_pod, "reader", "greeting=bonjour").await;
+
+    // A pod whose configMap does not exist says so and does not start.
+    let missing = pod(
+        "missing-config",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE, "command": ["sleep", "3600"],
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}]}]),
+        json!({"volumes": [{"name": "config", "configMap": {"name": "nowhere"}}]}),
+    );
+    client.create("pods", "default", &missing).await.unwrap();
+    let waiting = wait_pod(&client, "missing-config", "a config error", &node, |p| {
+        container_status(p)["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    })
+    .await;
+    let message = container_status(&waiting)["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("\"nowhere\" not found"), "{message}");
+}
