@@ -61,6 +61,13 @@ pub struct Config {
     /// The most processes one container may run (pids.max); 0 for no limit.
     #[arg(long, default_value_t = 4096)]
     pub pod_pids_limit: i64,
+    /// The log driver containerd's shim runs per container (writes CRI-format files);
+    /// default: `skiff-logger` beside this binary. Without one, raw output is appended.
+    #[arg(long)]
+    pub log_driver: Option<PathBuf>,
+    /// Container log files rotate past this many MiB.
+    #[arg(long, default_value_t = 10)]
+    pub container_log_max_mib: u64,
 }
 
 impl Config {
@@ -68,6 +75,14 @@ impl Config {
     /// relative to): `--cgroup-root` without the cgroup mount prefix.
     pub fn cgroup_parent(&self) -> String {
         cgroup_parent(&self.cgroup_root)
+    }
+
+    /// The log driver to use: the flag, else `skiff-logger` beside this binary if present.
+    pub fn log_driver(&self) -> Option<PathBuf> {
+        self.log_driver.clone().or_else(|| {
+            let sibling = std::env::current_exe().ok()?.parent()?.join("skiff-logger");
+            sibling.is_file().then_some(sibling)
+        })
     }
 }
 

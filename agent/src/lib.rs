@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pods;

@@ -151,6 +151,16 @@ async fn start_pods(
                 config.containerd_socket.display()
             )
         })?;
+    let runtime = match config.log_driver() {
+        Some(driver) => {
+            info!(driver = %driver.display(), "container logs through the log driver");
+            runtime.with_logger(&driver, config.container_log_max_mib << 20)
+        }
+        None => {
+            warn!("no log driver (skiff-logger) found: container logs are raw, not CRI lines");
+            runtime
+        }
+    };
     let manager = PodManager::new(
         client,
         std::sync::Arc::new(runtime),

@@ -52,6 +52,11 @@ pub struct Containerd {
     namespace: String,
     /// The lease requests are made under (keeps what they create from containerd's GC).
     lease: Option<String>,
+    /// The log driver binary the shim runs for each task, and its rotation size; without
+    /// one, the shim appends raw output to the file itself.
+    logger: Option<(std::path::PathBuf, u64)>,
+    /// Held while layers are unpacked: two workers never unpack the same layer at once.
+    unpacking: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Containerd {
@@ -71,7 +76,27 @@ impl Containerd {
             channel,
             namespace: namespace.to_string(),
             lease: None,
+            logger: None,
+            unpacking: std::sync::Arc::default(),
         })
+    }
+
+    /// Has tasks log through `binary` (`skiff-logger`), rotating at `max_size` bytes.
+    #[must_use]
+    pub fn with_logger(mut self, binary: &Path, max_size: u64) -> Self {
+        self.logger = Some((binary.to_path_buf(), max_size));
+        self
+    }
+
+    fn log_uri(&self, path: &Path) -> String {
+        match &self.logger {
+            Some((binary, max_size)) => format!(
+                "binary://{}?--path={}&--max-size={max_size}",
+                binary.display(),
+                percent_encode(&path.display().to_string())
+            ),
+            None => format!("file://{}", path.display()),
+        }
     }
 
     /// A copy of this connection whose requests hold a new lease, so snapshots and content
@@ -83,7 +108,10 @@ impl Containerd {
         LeasesClient::new(self.channel.clone())
             .create(self.request(LeaseCreateRequest {
                 id: id.clone(),
-                labels: HashMap::from([("containerd.io/gc.expire".into(), expire.to_string())]),
+                labels: HashMap::from([(
+                    "containerd.io/gc.expire".into(),
+                    expire.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                )]),
             }))
             .await
             .map_err(|s| call("lease create", &id, s))?;
@@ -167,7 +195,7 @@ impl Containerd {
                 snapshotter: SNAPSHOTTER.into(),
                 key: key.clone(),
                 parent: parent.to_string(),
-                labels: HashMap::new(),
+                labels: gc_root(),
             }))
             .await
             .map_err(|s| call("snapshot prepare", &key, s))?
@@ -201,7 +229,7 @@ impl Containerd {
                 snapshotter: SNAPSHOTTER.into(),
                 name: chain_id.to_string(),
                 key: key.clone(),
-                labels: HashMap::new(),
+                labels: gc_root(),
             }))
             .await
         {
@@ -227,7 +255,7 @@ impl Containerd {
                 snapshotter: SNAPSHOTTER.into(),
                 key: id.to_string(),
                 parent: parent.to_string(),
-                labels: HashMap::new(),
+                labels: gc_root(),
             }))
             .await
         {
@@ -257,6 +285,30 @@ impl Containerd {
             Err(s) => Err(call("task delete", id, s)),
         }
     }
+}
+
+/// Labels that make a snapshot a root for containerd's garbage collector: unpacked layers
+/// and container snapshots are removed by the agent itself (leases alone did not keep
+/// them from being collected mid-unpack on containerd 1.6).
+fn gc_root() -> HashMap<String, String> {
+    HashMap::from([(
+        "containerd.io/gc.root".to_string(),
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+    )])
+}
+
+/// Escapes what a URL query value cannot hold as is.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn call(call: &'static str, what: &str, status: tonic::Status) -> RuntimeError {
@@ -498,6 +550,7 @@ impl Containerd {
         }
         let chain = image::chain_ids(&diff_ids);
         // Unpack from the top down to the first layer already present, then back up.
+        let _unpacking = self.unpacking.lock().await;
         let mut present = chain.len();
         while present > 0 && !self.snapshot_exists(&chain[present - 1]).await? {
             present -= 1;
@@ -576,7 +629,7 @@ impl Containerd {
         if let Some(parent) = container.log_path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let log = format!("file://{}", container.log_path.display());
+        let log = self.log_uri(&container.log_path);
         TasksClient::new(self.channel.clone())
             .create(self.request(CreateTaskRequest {
                 container_id: id.to_string(),
@@ -629,5 +682,13 @@ impl Containerd {
             .await
             .map_err(|s| call("container update", id, s))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_paths_are_escaped_for_the_binary_uri() {
+        assert_eq!(super::percent_encode("/a b/c&d.log"), "/a%20b/c%26d.log");
     }
 }
