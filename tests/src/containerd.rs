@@ -141,6 +141,18 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        if let Some(dir) = std::env::var_os("SKIFF_TEST_KEEP_CONTAINERD_LOG") {
+            let name = self
+                .dir
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_os_string();
+            let _ = std::fs::copy(
+                self.dir.path().join("containerd.log"),
+                PathBuf::from(dir).join(name),
+            );
+        }
         self.remove_everything();
         if let Some(mut child) = self.child.take() {
             // SIGTERM first, so it closes its databases cleanly.

@@ -147,6 +147,9 @@ impl Drop for Node {
         // The agent first (so it does not recreate anything), then every pod namespace
         // mount it left in the state directory.
         self.agent.take();
+        if std::env::var_os("SKIFF_TEST_AGENT_LOG").is_some() {
+            eprintln!("agent log of {}:\n{}", self.name, self.log());
+        }
         let prefix = self.state.path().to_string_lossy().into_owned();
         let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mounts")
             .unwrap_or_default()
@@ -260,7 +263,7 @@ async fn privileged_a_pod_runs_a_real_container_with_a_pod_ip_and_field_ref_env(
         json!([{
             "name": "main", "image": IMAGE, "env": env, "workingDir": "/www",
             "command": ["sh", "-c"],
-            "args": ["echo cwd=$(pwd); env; ip addr show eth0; echo ready; exec sleep 3600"],
+            "args": ["echo cwd=$(pwd); env; ip addr show eth0; echo oops >&2; echo ready; exec sleep 3600"],
         }]),
         json!({}),
     );
@@ -292,6 +295,21 @@ async fn privileged_a_pod_runs_a_real_container_with_a_pod_ip_and_field_ref_env(
     ] {
         assert!(log.contains(&expected), "{expected} missing from:\n{log}");
     }
+    // Logs are CRI lines: `<RFC3339Nano> <stream> F <text>`, from both streams.
+    for line in log.lines() {
+        let mut fields = line.splitn(4, ' ');
+        let (time, stream, tag) = (fields.next(), fields.next(), fields.next());
+        assert!(
+            time.is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok())
+                && matches!(stream, Some("stdout" | "stderr"))
+                && tag == Some("F"),
+            "not a CRI log line: {line}"
+        );
+    }
+    assert!(
+        log.lines().any(|l| l.ends_with(" stderr F oops")),
+        "stderr is missing from the log:\n{log}"
+    );
     // The node reaches the pod through the routed veth.
     let ping = node.netns.exec(&["ping", "-c", "1", "-W", "2", &ip]);
     assert!(
