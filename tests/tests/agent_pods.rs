@@ -310,6 +310,18 @@ async fn privileged_a_pod_runs_a_real_container_with_a_pod_ip_and_field_ref_env(
         log.lines().any(|l| l.ends_with(" stderr F oops")),
         "stderr is missing from the log:\n{log}"
     );
+    // Status is written only when it changes: a steady pod's object stays as it is.
+    let settled = wait_pod(&client, "envpod", "the status to settle", &node, |p| {
+        container_status(p)["ready"] == true
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = client.get("pods", "default", "envpod").await.unwrap();
+    assert_eq!(
+        later["metadata"]["resourceVersion"], settled["metadata"]["resourceVersion"],
+        "the agent rewrote an unchanged status: {} then {}",
+        settled["status"], later["status"]
+    );
     // The node reaches the pod through the routed veth.
     let ping = node.netns.exec(&["ping", "-c", "1", "-W", "2", &ip]);
     assert!(

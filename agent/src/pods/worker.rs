@@ -538,6 +538,17 @@ impl PodManager {
             .filter(|r| r.labels.get(labels::POD_UID) == Some(&uid))
             .collect();
         let by_container = status::attempts_by_container(&records);
+        if let Some(memory) = self.memory.lock().expect("pod memory").get_mut(&uid) {
+            // Forget probe results of attempts that are gone.
+            let live: std::collections::HashSet<&str> =
+                records.iter().map(|r| r.id.as_str()).collect();
+            memory
+                .probes
+                .retain(|(id, _), _| live.contains(id.as_str()));
+            memory
+                .seen_running
+                .retain(|id, _| live.contains(id.as_str()));
+        }
         let ready = if init_done {
             self.run_probes(&pod, &uid, &spec.containers, &by_container, pod_ip)
                 .await
