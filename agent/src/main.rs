@@ -161,6 +161,7 @@ async fn start_pods(
             runtime
         }
     };
+    let client_for_routes = client.clone();
     let manager = PodManager::new(
         client,
         std::sync::Arc::new(runtime),
@@ -174,6 +175,10 @@ async fn start_pods(
             pids_limit: (config.pod_pids_limit > 0).then_some(config.pod_pids_limit),
         },
     )?;
+    tokio::spawn(skiff_agent::network::routes::run(
+        client_for_routes,
+        config.node_name.clone(),
+    ));
     info!(%pod_cidr, cgroup = %config.cgroup_parent(), "running pods");
     Ok(tokio::spawn(manager.run(shutdown)))
 }

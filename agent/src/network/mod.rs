@@ -5,6 +5,7 @@
 
 pub mod ipam;
 pub mod namespaces;
+pub mod routes;
 pub mod veth;
 
 use std::net::Ipv4Addr;
