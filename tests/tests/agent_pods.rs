@@ -14,7 +14,7 @@ use skiff_api::client::{Client, DeleteParams};
 use skiff_tests::{
     containerd::{CgroupTree, Containerd},
     control::{Backend, ControlPlane},
-    netns::{HostLink, Netns},
+    netns::{HostLink, Netns, veth_between},
     oci,
     process::{ChildGuard, spawn_guarded, workspace_binary},
     require_root, unique_name,
@@ -36,6 +36,8 @@ struct Node {
     name: String,
     namespace: String,
     pod_cidr: String,
+    /// The address the node reports (default: its end of the link to the host).
+    node_ip: Option<std::net::Ipv4Addr>,
 }
 
 impl Node {
@@ -81,6 +83,7 @@ impl Node {
             name: unique_name("node"),
             namespace,
             pod_cidr: format!("10.245.{index}.0/24"),
+            node_ip: None,
         }
     }
 
@@ -102,7 +105,10 @@ impl Node {
             .arg("--")
             .arg(workspace_binary("skiff-agent"))
             .args(["--node-name", &self.name, "--uplink", &self.link.node_if])
-            .args(["--node-ip", &self.link.node_ip.to_string()])
+            .args([
+                "--node-ip",
+                &self.node_ip.unwrap_or(self.link.node_ip).to_string(),
+            ])
             .args(["--pod-cidr", &self.pod_cidr])
             .arg("--state-dir")
             .arg(self.state.path())
@@ -826,4 +832,74 @@ async fn privileged_volumes_bring_empty_dirs_host_paths_config_maps_and_secrets_
         .unwrap_or_default()
         .to_string();
     assert!(message.contains("\"nowhere\" not found"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_pods_on_two_nodes_reach_each_other_through_direct_routes() {
+    require_root();
+    let mut a = Node::new(10);
+    let mut b = Node::new(11);
+    // The nodes' own network: a direct link, its addresses being the nodes' InternalIPs.
+    let subnet = std::process::id() % 64 * 4;
+    let (a_ip, b_ip) = (
+        std::net::Ipv4Addr::new(10, 246, 0, subnet as u8 + 1),
+        std::net::Ipv4Addr::new(10, 246, 0, subnet as u8 + 2),
+    );
+    veth_between(
+        &a.netns,
+        &format!("{a_ip}/30"),
+        &b.netns,
+        &format!("{b_ip}/30"),
+    )
+    .unwrap();
+    a.node_ip = Some(a_ip);
+    b.node_ip = Some(b_ip);
+    let control = start_control(&[&a.link, &b.link]).await;
+    let client = control.admin_client().unwrap();
+    a.start_agent(&control);
+    b.start_agent(&control);
+
+    let server = pod(
+        "far-server",
+        &a.name,
+        json!([{"name": "httpd", "image": IMAGE,
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/www"]}]),
+        json!({}),
+    );
+    client.create("pods", "default", &server).await.unwrap();
+    let server = wait_pod(&client, "far-server", "the server on node a", &a, running).await;
+    let server_ip = server["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(server_ip.starts_with("10.245.10."), "{server_ip}");
+
+    let probe = pod(
+        "far-client",
+        &b.name,
+        json!([{"name": "nc", "image": IMAGE,
+                "env": [{"name": "PEER", "value": server_ip}],
+                "command": ["sh", "-c",
+                    "for i in $(seq 1 60); do printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $PEER 8080 | grep pong && echo fetched && break; sleep 0.5; done; exec sleep 3600"]}]),
+        json!({}),
+    );
+    client.create("pods", "default", &probe).await.unwrap();
+    let probe = wait_pod(&client, "far-client", "the client on node b", &b, running).await;
+    assert!(
+        probe["status"]["podIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.245.11.")
+    );
+    let log = wait_log(&b, &probe, "nc", "fetched").await;
+    assert!(
+        log.contains("pong"),
+        "no answer across nodes from {server_ip}:\n{log}"
+    );
+    // The route node b made to node a's pods carries the agent's protocol number.
+    let routes = b
+        .netns
+        .exec(&["ip", "route", "show", "proto", "92"])
+        .unwrap();
+    assert!(
+        routes.contains(&format!("10.245.10.0/24 via {a_ip}")),
+        "node b's routes: {routes}"
+    );
 }
