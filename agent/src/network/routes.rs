@@ -15,6 +15,9 @@ use tracing::{info, warn};
 
 use super::Cidr;
 
+/// A route: a pod CIDR and the node address it goes via.
+pub type Route = (Cidr, Ipv4Addr);
+
 /// The netlink protocol number marking Skiff's routes (`ip route` shows `proto 92`).
 pub const PROTOCOL: u8 = 92;
 
@@ -32,7 +35,7 @@ pub enum RouteError {
 }
 
 /// The routes wanted: every other node with a pod CIDR and an InternalIP.
-pub fn desired(nodes: &[Value], own: &str) -> BTreeMap<String, (Cidr, Ipv4Addr)> {
+pub fn desired(nodes: &[Value], own: &str) -> BTreeMap<String, Route> {
     nodes
         .iter()
         .filter(|n| n.pointer("/metadata/name").and_then(Value::as_str) != Some(own))
@@ -54,9 +57,9 @@ pub fn desired(nodes: &[Value], own: &str) -> BTreeMap<String, (Cidr, Ipv4Addr)>
 
 /// What to add (or replace) and what to delete to go from `current` to `wanted`.
 pub fn plan(
-    current: &BTreeMap<String, (Cidr, Ipv4Addr)>,
-    wanted: &BTreeMap<String, (Cidr, Ipv4Addr)>,
-) -> (Vec<(Cidr, Ipv4Addr)>, Vec<(Cidr, Ipv4Addr)>) {
+    current: &BTreeMap<String, Route>,
+    wanted: &BTreeMap<String, Route>,
+) -> (Vec<Route>, Vec<Route>) {
     let add = wanted
         .iter()
         .filter(|(k, v)| current.get(*k) != Some(v))
@@ -101,7 +104,7 @@ fn message(cidr: Cidr, via: Ipv4Addr) -> RouteMessage {
 ///
 /// # Errors
 /// When netlink fails.
-pub async fn sync(wanted: &BTreeMap<String, (Cidr, Ipv4Addr)>) -> Result<(), RouteError> {
+pub async fn sync(wanted: &BTreeMap<String, Route>) -> Result<(), RouteError> {
     let (connection, handle, _) = new_connection().map_err(RouteError::Socket)?;
     let connection = tokio::spawn(connection);
     let result = async {
@@ -115,7 +118,7 @@ pub async fn sync(wanted: &BTreeMap<String, (Cidr, Ipv4Addr)>) -> Result<(), Rou
                 what: "listing routes".into(),
                 source,
             })?;
-        let current: BTreeMap<String, (Cidr, Ipv4Addr)> = routes
+        let current: BTreeMap<String, Route> = routes
             .iter()
             .filter(|r| u8::from(r.header.protocol) == PROTOCOL)
             .filter_map(parse)
