@@ -48,7 +48,17 @@ async fn main() -> Result<()> {
         }
     };
     let beating = tokio::spawn(heartbeat.run(until_stopped()));
-    let pods = start_pods(&config, client, until_stopped()).await?;
+    let pods = {
+        let (config, shutdown) = (config.clone(), until_stopped());
+        tokio::spawn(async move {
+            match start_pods(&config, client, shutdown).await {
+                Ok(manager) => {
+                    let _ = manager.await;
+                }
+                Err(error) => warn!(error = format!("{error:#}"), "pods cannot run on this node"),
+            }
+        })
+    };
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut report = tokio::time::interval(Duration::from_secs(60));
@@ -68,7 +78,7 @@ async fn main() -> Result<()> {
     }
     let _ = stop.send(true);
     let _ = beating.await;
-    let _ = pods.await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), pods).await;
     info!("stopping: the uplink program is detached with the agent");
     Ok(())
 }
@@ -125,6 +135,27 @@ async fn register(config: &Config) -> Result<(Heartbeat, Client)> {
     }
 }
 
+/// Connects to containerd, retrying until it answers (it may start after the agent; the
+/// node's heartbeat goes on meanwhile).
+async fn connect_containerd(config: &Config) -> Containerd {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match Containerd::connect(&config.containerd_socket, &config.containerd_namespace).await {
+            Ok(runtime) => return runtime,
+            Err(error) => {
+                warn!(
+                    socket = %config.containerd_socket.display(),
+                    error = %error,
+                    retry_in = ?delay,
+                    "containerd does not answer; pods wait for it"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
 /// Connects to containerd and starts the pod manager with this node's pod CIDR (the flag,
 /// else the Node's spec.podCIDR).
 async fn start_pods(
@@ -143,14 +174,7 @@ async fn start_pods(
         }
     };
     let pod_cidr: Cidr = cidr_text.parse()?;
-    let runtime = Containerd::connect(&config.containerd_socket, &config.containerd_namespace)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to containerd at {}",
-                config.containerd_socket.display()
-            )
-        })?;
+    let runtime = connect_containerd(config).await;
     let runtime = match config.log_driver() {
         Some(driver) => {
             info!(driver = %driver.display(), "container logs through the log driver");
