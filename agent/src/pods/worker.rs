@@ -816,6 +816,7 @@ impl PodManager {
             if first {
                 info!(pod = %name, grace_seconds = grace.as_secs(), "terminating: SIGTERM");
                 for record in &running {
+                    self.pre_stop(pod, record, grace).await;
                     let _ = self.runtime.kill(&record.id, libc::SIGTERM as u32).await;
                 }
             } else if kill {
@@ -844,6 +845,42 @@ impl PodManager {
         }
         info!(pod = %name, "pod terminated and deleted");
         Ok(Action::Done)
+    }
+
+    /// Runs the container's preStop exec hook, if it has one, within the grace period.
+    async fn pre_stop(&self, pod: &Pod, record: &ContainerRecord, grace: Duration) {
+        let Some(name) = record.labels.get(labels::CONTAINER) else {
+            return;
+        };
+        let hook = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| &c.name == name))
+            .and_then(|c| {
+                c.lifecycle
+                    .as_ref()?
+                    .pre_stop
+                    .as_ref()?
+                    .exec
+                    .as_ref()?
+                    .command
+                    .clone()
+            });
+        let Some(command) = hook else {
+            return;
+        };
+        let env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
+        match tokio::time::timeout(grace, self.runtime.exec(&record.id, &command, &env)).await {
+            Ok(Ok(code)) => {
+                info!(pod = %pod_name(pod), container = %name, code, "preStop hook ran")
+            }
+            Ok(Err(error)) => {
+                warn!(pod = %pod_name(pod), container = %name, error = %error, "preStop hook failed")
+            }
+            Err(_) => {
+                warn!(pod = %pod_name(pod), container = %name, "preStop hook outlived the grace period")
+            }
+        }
     }
 
     /// Removes a pod's containers, network, address, namespaces and cgroups.
