@@ -478,7 +478,8 @@ async fn privileged_delete_terminates_gracefully_then_the_pod_object_is_gone() {
         &node.name,
         json!([
             {"name": "polite", "image": IMAGE, "command": ["sh", "-c",
-                "trap 'echo got TERM; sleep 1; echo bye; exit 0' TERM; echo ready; while true; do sleep 0.2; done"]},
+                "trap 'echo got TERM; sleep 1; echo bye; exit 0' TERM; echo ready; while true; do sleep 0.2; done"],
+             "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo pre-stop > /proc/1/fd/1"]}}}},
             {"name": "stubborn", "image": IMAGE, "command": ["sh", "-c",
                 "trap 'echo ignoring TERM' TERM; echo ready; while true; do sleep 0.2; done"]},
         ]),
@@ -513,6 +514,11 @@ async fn privileged_delete_terminates_gracefully_then_the_pod_object_is_gone() {
     assert!(
         polite.contains("got TERM") && polite.contains("bye"),
         "the polite container saw no SIGTERM:\n{polite}"
+    );
+    let (hook, term) = (polite.find("pre-stop"), polite.find("got TERM"));
+    assert!(
+        hook.is_some() && hook < term,
+        "the preStop hook did not run before SIGTERM:\n{polite}"
     );
     let stubborn = node.pod_log(&running, "stubborn", 0);
     assert!(stubborn.contains("ignoring TERM"), "{stubborn}");
@@ -902,4 +908,53 @@ async fn privileged_pods_on_two_nodes_reach_each_other_through_direct_routes() {
         routes.contains(&format!("10.245.10.0/24 via {a_ip}")),
         "node b's routes: {routes}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_a_force_deleted_pod_loses_its_containers_and_its_address() {
+    require_root();
+    let mut node = Node::new(12);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let manifest = pod(
+        "forced",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]),
+        json!({}),
+    );
+    client.create("pods", "default", &manifest).await.unwrap();
+    let pod = wait_pod(&client, "forced", "the pod to run", &node, running).await;
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    let ipam = node.state.path().join("ipam").join(&ip);
+    assert!(ipam.exists(), "no IPAM record for {ip}");
+
+    // Gone from the API at once (grace 0): the agent cleans up what it finds orphaned.
+    let force = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    client
+        .delete("pods", "default", "forced", &force)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let containers = node
+            .containerd
+            .ctr(&node.namespace, &["containers", "ls", "-q"])
+            .unwrap();
+        if containers.trim().is_empty() && !ipam.exists() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "containers {containers:?} or the address {ip} outlived the pod; agent log:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let ping = node.netns.exec(&["ping", "-c", "1", "-W", "1", &ip]);
+    assert!(ping.is_err(), "{ip} still answers after the pod is gone");
 }
