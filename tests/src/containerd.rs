@@ -41,19 +41,25 @@ impl Containerd {
             socket.display(),
         );
         std::fs::write(dir.path().join("config.toml"), config)?;
-        let log = std::fs::File::create(dir.path().join("containerd.log"))?;
+        let mut containerd = Self { dir, child: None };
+        containerd.spawn()?;
+        Ok(containerd)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("containerd.log"))?;
         let mut command = Command::new("containerd");
         command
             .arg("--config")
-            .arg(dir.path().join("config.toml"))
+            .arg(self.dir.path().join("config.toml"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let child = spawn_guarded(command).context("starting containerd")?;
-        let containerd = Self {
-            dir,
-            child: Some(child),
-        };
+        self.child = Some(spawn_guarded(command).context("starting containerd")?);
+        let containerd = &*self;
         let deadline = Instant::now() + Duration::from_secs(20);
         while containerd.ctr("", &["version"]).is_err() {
             if Instant::now() > deadline {
@@ -65,7 +71,29 @@ impl Containerd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(containerd)
+        Ok(())
+    }
+
+    /// Stops containerd (SIGTERM; its shims and containers go on) and starts it again on
+    /// the same root, state and socket.
+    ///
+    /// # Errors
+    /// When it does not come back.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM first, so it closes its databases cleanly.
+            // SAFETY: kill with a pid of our own child has no memory effects.
+            unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.exited().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// The gRPC socket.
@@ -154,15 +182,7 @@ impl Drop for Containerd {
             );
         }
         self.remove_everything();
-        if let Some(mut child) = self.child.take() {
-            // SIGTERM first, so it closes its databases cleanly.
-            // SAFETY: kill with a pid of our own child has no memory effects.
-            unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while child.exited().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        self.stop();
         // Unmount anything left under the directory (overlay rootfs, shm), deepest first.
         let prefix = self.dir.path().to_string_lossy().into_owned();
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mounts")

@@ -958,3 +958,55 @@ async fn privileged_a_force_deleted_pod_loses_its_containers_and_its_address() {
     let ping = node.netns.exec(&["ping", "-c", "1", "-W", "1", &ip]);
     assert!(ping.is_err(), "{ip} still answers after the pod is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_the_agent_rides_out_a_containerd_restart() {
+    require_root();
+    let mut node = Node::new(13);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let first = pod(
+        "before",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]),
+        json!({}),
+    );
+    client.create("pods", "default", &first).await.unwrap();
+    let before = wait_pod(&client, "before", "the first pod to run", &node, running).await;
+    let pids_before = task_pids(&node);
+
+    node.containerd.restart().unwrap();
+    let second = pod(
+        "after",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]),
+        json!({}),
+    );
+    client.create("pods", "default", &second).await.unwrap();
+    wait_pod(
+        &client,
+        "after",
+        "a pod after containerd restarted",
+        &node,
+        running,
+    )
+    .await;
+
+    let now = client.get("pods", "default", "before").await.unwrap();
+    assert_eq!(container_status(&now)["restartCount"], 0);
+    assert_eq!(
+        container_status(&now)["containerID"],
+        container_status(&before)["containerID"]
+    );
+    let pids_after = task_pids(&node);
+    assert!(
+        pids_before.iter().all(|t| pids_after.contains(t)),
+        "the first pod's task changed: {pids_before:?} -> {pids_after:?}"
+    );
+    assert!(
+        node.agent.as_mut().unwrap().exited().is_none(),
+        "the agent died"
+    );
+}
