@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod netns;
 pub mod oci;
 pub mod packets;
+pub mod pod_node;
 pub mod process;
 pub mod wait;
 

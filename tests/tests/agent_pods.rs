@@ -2,175 +2,18 @@
 //! real runc containers from a busybox image the test builds, pod network namespaces and
 //! veths made by the agent inside a node network namespace, against a real skiff-control.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use skiff_api::client::{Client, DeleteParams};
-
 use skiff_tests::{
-    containerd::{CgroupTree, Containerd},
     control::{Backend, ControlPlane},
-    netns::{HostLink, Netns, veth_between},
-    oci,
-    process::{ChildGuard, spawn_guarded, workspace_binary},
-    require_root, unique_name,
+    netns::{HostLink, veth_between},
+    pod_node::{IMAGE, PodNode},
+    require_root,
 };
 
-const IMAGE: &str = "skiff.test/busybox:1";
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// One node: a network namespace linked to the host, a private containerd, a cgroup
-/// subtree and a state directory; the agent runs in the namespace.
-struct Node {
-    // Field order is drop order: the agent stops before containerd goes.
-    agent: Option<ChildGuard>,
-    containerd: Containerd,
-    cgroup: CgroupTree,
-    link: HostLink,
-    netns: Netns,
-    state: tempfile::TempDir,
-    name: String,
-    namespace: String,
-    pod_cidr: String,
-    /// The address the node reports (default: its end of the link to the host).
-    node_ip: Option<std::net::Ipv4Addr>,
-}
-
-impl Node {
-    fn new(index: u8) -> Node {
-        let netns = Netns::new("skpod").unwrap();
-        let link = HostLink::new(&netns).unwrap();
-        let containerd = Containerd::start().unwrap();
-        let namespace = unique_name("skns");
-        let dir = tempfile::tempdir().unwrap();
-        let archive = dir.path().join("busybox.tar");
-        let mut entries = oci::busybox_entries(Path::new("/bin/busybox")).unwrap();
-        entries.push(oci::Entry::Dir { path: "www".into() });
-        entries.push(oci::Entry::Contents {
-            path: "www/index.html".into(),
-            bytes: b"pong\n".to_vec(),
-            mode: 0o644,
-        });
-        oci::write_archive(
-            &oci::ImageSpec {
-                name: IMAGE.into(),
-                entries,
-                entrypoint: vec![],
-                cmd: vec!["sh".into()],
-                env: vec!["PATH=/bin".into()],
-                exposed_ports: vec![],
-            },
-            &archive,
-        )
-        .unwrap();
-        // Content only: the agent unpacks the layers itself (through the Diff service), as
-        // under `cargo xtask up`.
-        containerd.import(&namespace, &archive, false).unwrap();
-        Node {
-            agent: None,
-            containerd,
-            cgroup: CgroupTree::new().unwrap(),
-            link,
-            netns,
-            state: tempfile::Builder::new()
-                .prefix("skstate")
-                .tempdir_in("/tmp")
-                .unwrap(),
-            name: unique_name("node"),
-            namespace,
-            pod_cidr: format!("10.245.{index}.0/24"),
-            node_ip: None,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.state.path().join("agent.log")).unwrap_or_default()
-    }
-
-    /// Starts the agent in the node's network namespace, sharing the host's mount namespace
-    /// (as containerd must see the pod namespaces it bind-mounts).
-    fn start_agent(&mut self, control: &ControlPlane) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.state.path().join("agent.log"))
-            .unwrap();
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--net=/var/run/netns/{}", self.netns.name()))
-            .arg("--")
-            .arg(workspace_binary("skiff-agent"))
-            .args(["--node-name", &self.name, "--uplink", &self.link.node_if])
-            .args([
-                "--node-ip",
-                &self.node_ip.unwrap_or(self.link.node_ip).to_string(),
-            ])
-            .args(["--pod-cidr", &self.pod_cidr])
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .arg("--cgroup-root")
-            .arg(self.cgroup.unified_path())
-            .arg("--containerd-socket")
-            .arg(self.containerd.socket())
-            .args(["--containerd-namespace", &self.namespace])
-            .args(["--server", &control.url_at(self.link.host_ip)])
-            .arg("--ca-file")
-            .arg(control.data_dir().join("pki/ca.crt"))
-            .arg("--bootstrap-token-file")
-            .arg(control.data_dir().join("auth/bootstrap.token"))
-            .args(["--lease-renew-seconds", "2"])
-            .env("RUST_LOG", "info,skiff_agent=debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        self.agent = Some(spawn_guarded(command).expect("spawn skiff-agent"));
-    }
-
-    fn pod_log(&self, pod: &Value, container: &str, attempt: u32) -> String {
-        let dir = format!(
-            "{}_{}_{}",
-            pod["metadata"]["namespace"].as_str().unwrap(),
-            pod["metadata"]["name"].as_str().unwrap(),
-            pod["metadata"]["uid"].as_str().unwrap()
-        );
-        let path: PathBuf = self
-            .state
-            .path()
-            .join("logs")
-            .join(dir)
-            .join(container)
-            .join(format!("{attempt}.log"));
-        std::fs::read_to_string(path).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // The agent first (so it does not recreate anything), then every pod namespace
-        // mount it left in the state directory.
-        self.agent.take();
-        if std::env::var_os("SKIFF_TEST_AGENT_LOG").is_some() {
-            eprintln!("agent log of {}:\n{}", self.name, self.log());
-        }
-        let prefix = self.state.path().to_string_lossy().into_owned();
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mounts")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        for mount in mounts {
-            if let Ok(c) = std::ffi::CString::new(mount) {
-                // SAFETY: a NUL-terminated path; a failed unmount is harmless here.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
-        }
-    }
-}
 
 async fn start_control(nodes: &[&HostLink]) -> ControlPlane {
     let ips: Vec<_> = nodes.iter().map(|l| l.host_ip).collect();
@@ -198,7 +41,7 @@ async fn wait_pod(
     client: &Client,
     name: &str,
     what: &str,
-    node: &Node,
+    node: &PodNode,
     accept: impl Fn(&Value) -> bool,
 ) -> Value {
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -232,7 +75,7 @@ fn running(pod: &Value) -> bool {
         && pod["status"]["containerStatuses"][0]["state"]["running"].is_object()
 }
 
-async fn wait_log(node: &Node, pod: &Value, container: &str, needle: &str) -> String {
+async fn wait_log(node: &PodNode, pod: &Value, container: &str, needle: &str) -> String {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let log = node.pod_log(pod, container, 0);
@@ -251,7 +94,7 @@ async fn wait_log(node: &Node, pod: &Value, container: &str, needle: &str) -> St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_pod_runs_a_real_container_with_a_pod_ip_and_field_ref_env() {
     require_root();
-    let mut node = Node::new(1);
+    let mut node = PodNode::new(1);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -339,7 +182,7 @@ async fn privileged_a_pod_runs_a_real_container_with_a_pod_ip_and_field_ref_env(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_two_pods_on_one_node_reach_each_other_by_pod_ip() {
     require_root();
-    let mut node = Node::new(2);
+    let mut node = PodNode::new(2);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -381,7 +224,7 @@ fn container_status(pod: &Value) -> &Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_crashing_container_goes_to_crash_loop_back_off_with_growing_delays() {
     require_root();
-    let mut node = Node::new(3);
+    let mut node = PodNode::new(3);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -437,7 +280,7 @@ async fn privileged_a_crashing_container_goes_to_crash_loop_back_off_with_growin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_memory_hog_is_oom_killed_under_its_limit() {
     require_root();
-    let mut node = Node::new(4);
+    let mut node = PodNode::new(4);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -468,7 +311,7 @@ async fn privileged_a_memory_hog_is_oom_killed_under_its_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_delete_terminates_gracefully_then_the_pod_object_is_gone() {
     require_root();
-    let mut node = Node::new(5);
+    let mut node = PodNode::new(5);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -536,7 +379,7 @@ async fn privileged_delete_terminates_gracefully_then_the_pod_object_is_gone() {
     assert!(left.trim().is_empty(), "containers left: {left}");
 }
 
-fn task_pids(node: &Node) -> Vec<(String, String)> {
+fn task_pids(node: &PodNode) -> Vec<(String, String)> {
     node.containerd
         .ctr(&node.namespace, &["tasks", "ls"])
         .unwrap()
@@ -552,7 +395,7 @@ fn task_pids(node: &Node) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_restarted_agent_adopts_running_containers_without_restarting_them() {
     require_root();
-    let mut node = Node::new(6);
+    let mut node = PodNode::new(6);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -612,7 +455,7 @@ async fn privileged_a_restarted_agent_adopts_running_containers_without_restarti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_missing_image_or_command_shows_in_status_and_other_pods_still_run() {
     require_root();
-    let mut node = Node::new(7);
+    let mut node = PodNode::new(7);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -679,7 +522,7 @@ fn condition(pod: &Value, kind: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_readiness_drives_ready_and_a_failing_liveness_probe_restarts_the_container() {
     require_root();
-    let mut node = Node::new(8);
+    let mut node = PodNode::new(8);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -742,7 +585,7 @@ async fn privileged_readiness_drives_ready_and_a_failing_liveness_probe_restarts
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_volumes_bring_empty_dirs_host_paths_config_maps_and_secrets_into_containers() {
     require_root();
-    let mut node = Node::new(9);
+    let mut node = PodNode::new(9);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -843,8 +686,8 @@ async fn privileged_volumes_bring_empty_dirs_host_paths_config_maps_and_secrets_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_pods_on_two_nodes_reach_each_other_through_direct_routes() {
     require_root();
-    let mut a = Node::new(10);
-    let mut b = Node::new(11);
+    let mut a = PodNode::new(10);
+    let mut b = PodNode::new(11);
     // The nodes' own network: a direct link, its addresses being the nodes' InternalIPs.
     let subnet = std::process::id() % 64 * 4;
     let (a_ip, b_ip) = (
@@ -913,7 +756,7 @@ async fn privileged_pods_on_two_nodes_reach_each_other_through_direct_routes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_force_deleted_pod_loses_its_containers_and_its_address() {
     require_root();
-    let mut node = Node::new(12);
+    let mut node = PodNode::new(12);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
@@ -962,7 +805,7 @@ async fn privileged_a_force_deleted_pod_loses_its_containers_and_its_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_the_agent_rides_out_a_containerd_restart() {
     require_root();
-    let mut node = Node::new(13);
+    let mut node = PodNode::new(13);
     let control = start_control(&[&node.link]).await;
     let client = control.admin_client().unwrap();
     node.start_agent(&control);
