@@ -853,3 +853,62 @@ async fn privileged_the_agent_rides_out_a_containerd_restart() {
         "the agent died"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_init_containers_run_to_completion_in_order_before_the_containers() {
+    require_root();
+    let mut node = PodNode::new(14);
+    let control = start_control(&[&node.link]).await;
+    let client = control.admin_client().unwrap();
+    node.start_agent(&control);
+
+    let manifest = pod(
+        "initialised",
+        &node.name,
+        json!([{"name": "main", "image": IMAGE,
+                "command": ["sh", "-c", "cat /work/steps; echo main-ran; exec sleep 3600"],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}]}]),
+        json!({
+            "initContainers": [
+                {"name": "first", "image": IMAGE,
+                 "command": ["sh", "-c", "sleep 1; echo first >> /work/steps"],
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                {"name": "second", "image": IMAGE,
+                 "command": ["sh", "-c", "echo second >> /work/steps"],
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+            ],
+            "volumes": [{"name": "work", "emptyDir": {}}],
+        }),
+    );
+    client.create("pods", "default", &manifest).await.unwrap();
+    let pending = wait_pod(
+        &client,
+        "initialised",
+        "the first init container",
+        &node,
+        |p| p["status"]["initContainerStatuses"][0]["state"]["running"].is_object(),
+    )
+    .await;
+    assert_eq!(pending["status"]["phase"], "Pending");
+    assert_eq!(condition(&pending, "Initialized"), "False");
+    assert!(
+        pending["status"]["containerStatuses"][0]["state"]["running"].is_null(),
+        "the container started before the init containers finished"
+    );
+
+    let running_pod = wait_pod(&client, "initialised", "the pod to run", &node, running).await;
+    assert_eq!(condition(&running_pod, "Initialized"), "True");
+    for init in running_pod["status"]["initContainerStatuses"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(init["state"]["terminated"]["reason"], "Completed", "{init}");
+        assert_eq!(init["state"]["terminated"]["exitCode"], 0);
+    }
+    let log = wait_log(&node, &running_pod, "main", "main-ran").await;
+    let (first, second) = (log.find(" first"), log.find(" second"));
+    assert!(
+        first.is_some() && first < second,
+        "init containers did not run in order:\n{log}"
+    );
+}
