@@ -216,7 +216,7 @@ pub fn down(args: &DownArgs) -> Result<()> {
     for node in &nodes {
         step(format!("removing {}", node.netns()));
         let _ = shell::output("ip", &["netns", "del", &node.netns()]);
-        let _ = fs::remove_dir(node.cgroup());
+        remove_cgroups(node);
         let _ = fs::remove_dir_all(node.bpffs());
     }
     if shell::succeeds("ip", &["link", "show", BRIDGE]) {
@@ -451,6 +451,27 @@ fn import_image(node: &Node, archive: &Path) -> Result<()> {
         &["-n", &ns, "images", "import", "--no-unpack", &archive],
     )?;
     Ok(())
+}
+
+/// Removes the node's cgroup subtree (pods' QoS tiers and pod cgroups, which runc made in
+/// every hierarchy), deepest first; the machine's own cgroups are never touched.
+fn remove_cgroups(node: &Node) {
+    fn remove_tree(dir: &Path) {
+        if let Ok(children) = fs::read_dir(dir) {
+            for child in children.flatten() {
+                if child.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&child.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(dir);
+    }
+    let relative = Path::new("skiff").join(node.name());
+    if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
+        for hierarchy in hierarchies.flatten() {
+            remove_tree(&hierarchy.path().join(&relative));
+        }
+    }
 }
 
 /// Kills and removes the node's pod containers and unmounts the pod namespaces the agent
