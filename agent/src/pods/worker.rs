@@ -74,13 +74,18 @@ pub enum WorkerError {
     },
 }
 
+/// Host paths (and forced read-only) by volume name, or why they could not be made.
+type VolumePaths = Result<HashMap<String, (PathBuf, bool)>, String>;
+
+/// How often configMap and secret volume files are brought up to date.
+const VOLUME_REFRESH: Duration = Duration::from_secs(3);
+
 /// What starting any container of the pod needs.
 #[derive(Clone, Copy, Debug)]
 struct PodContext<'a> {
     pod_ip: Ipv4Addr,
     pod_cgroup: &'a str,
-    /// Host paths (and forced read-only) by volume name, or why they could not be made.
-    volumes: &'a Result<HashMap<String, (PathBuf, bool)>, String>,
+    volumes: &'a VolumePaths,
 }
 
 /// A failure to start a container, shown as its waiting reason until a retry works.
@@ -98,6 +103,9 @@ struct PodMemory {
     probes: HashMap<(String, probes::Kind), probes::ProbeState>,
     /// When this agent first saw each container id running (probes' initial delay).
     seen_running: HashMap<String, Instant>,
+    /// The volumes as last prepared, and when (configMap and secret files are refreshed
+    /// every few seconds, not on every reconcile).
+    volumes: Option<(Instant, VolumePaths)>,
     termination_started: Option<Instant>,
     killed: bool,
     failures: HashMap<String, StartFailure>,
@@ -419,9 +427,7 @@ impl PodManager {
 
         // The sandbox: namespaces, address, veth.
         let pod_ip = self.ensure_network(&pod, &uid).await?;
-        let volumes = volumes::prepare(&self.client, &pod, &self.pod_dir(&uid))
-            .await
-            .map_err(|e| e.to_string());
+        let volumes = self.volumes(&pod, &uid).await;
 
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec
@@ -751,6 +757,32 @@ impl PodManager {
                 .await;
         }
         Ok(())
+    }
+
+    /// The pod's volumes, prepared again when the last preparation is older than
+    /// [`VOLUME_REFRESH`] or failed.
+    async fn volumes(&self, pod: &Pod, uid: &str) -> VolumePaths {
+        let cached = self
+            .memory
+            .lock()
+            .expect("pod memory")
+            .get(uid)
+            .and_then(|m| m.volumes.clone());
+        if let Some((at, Ok(paths))) = cached
+            && at.elapsed() < VOLUME_REFRESH
+        {
+            return Ok(paths);
+        }
+        let fresh = volumes::prepare(&self.client, pod, &self.pod_dir(uid))
+            .await
+            .map_err(|e| e.to_string());
+        self.memory
+            .lock()
+            .expect("pod memory")
+            .entry(uid.to_string())
+            .or_default()
+            .volumes = Some((Instant::now(), fresh.clone()));
+        fresh
     }
 
     async fn ensure_network(&self, pod: &Pod, uid: &str) -> Result<Ipv4Addr, WorkerError> {
