@@ -61,4 +61,56 @@ pub struct Config {
     /// Data-plane map sizes and the Maglev table.
     #[command(flatten)]
     pub dataplane: crate::dataplane::options::DataplaneArgs,
+    /// The most processes one container may run (pids.max); 0 for no limit.
+    #[arg(long, default_value_t = 4096)]
+    pub pod_pids_limit: i64,
+    /// The log driver containerd's shim runs per container (writes CRI-format files);
+    /// default: `skiff-logger` beside this binary. Without one, raw output is appended.
+    #[arg(long)]
+    pub log_driver: Option<PathBuf>,
+    /// Container log files rotate past this many MiB.
+    #[arg(long, default_value_t = 10)]
+    pub container_log_max_mib: u64,
+}
+
+impl Config {
+    /// The node's cgroup relative to each hierarchy's root (what runc's cgroupsPath is
+    /// relative to): `--cgroup-root` without the cgroup mount prefix.
+    pub fn cgroup_parent(&self) -> String {
+        cgroup_parent(&self.cgroup_root)
+    }
+
+    /// The log driver to use: the flag, else `skiff-logger` beside this binary if present.
+    pub fn log_driver(&self) -> Option<PathBuf> {
+        self.log_driver.clone().or_else(|| {
+            let sibling = std::env::current_exe().ok()?.parent()?.join("skiff-logger");
+            sibling.is_file().then_some(sibling)
+        })
+    }
+}
+
+/// `/sys/fs/cgroup/unified/skiff/node-1` -> `/skiff/node-1`.
+pub fn cgroup_parent(root: &std::path::Path) -> String {
+    let text = root.to_string_lossy();
+    let relative = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+        .unwrap_or(&text);
+    format!("/{}", relative.trim_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cgroup_parent_drops_the_mount_prefix() {
+        use std::path::Path;
+        assert_eq!(
+            super::cgroup_parent(Path::new("/sys/fs/cgroup/unified/skiff/node-1")),
+            "/skiff/node-1"
+        );
+        assert_eq!(
+            super::cgroup_parent(Path::new("/sys/fs/cgroup/skiff")),
+            "/skiff"
+        );
+    }
 }

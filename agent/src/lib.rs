@@ -3,4 +3,8 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod logs;
+pub mod network;
 pub mod node;
+pub mod pods;
+pub mod runtime;

@@ -14,11 +14,14 @@ use skiff_agent::{
         maglev::Maglev,
         services::{self, ServiceSync},
     },
+    network::Cidr,
     node::{
         credentials::node_client_config,
         heartbeat::{Heartbeat, HeartbeatTimings},
         status::{DEFAULT_MAX_PODS, MachineInfo, NodeFacts},
     },
+    pods::{PodManager, PodManagerConfig},
+    runtime::containerd::Containerd,
 };
 use skiff_api::client::{Client, ClientConfig};
 use tokio::signal::unix::{SignalKind, signal};
@@ -72,7 +75,7 @@ async fn main() -> Result<()> {
     };
     let beating = tokio::spawn(heartbeat.run(until_stopped()));
     let syncing = tokio::spawn(services::run(
-        client,
+        client.clone(),
         NodeView {
             name: config.node_name.clone(),
             address: config.node_ip,
@@ -82,6 +85,17 @@ async fn main() -> Result<()> {
         Duration::from_secs(60),
         until_stopped(),
     ));
+    let pods = {
+        let (config, shutdown) = (config.clone(), until_stopped());
+        tokio::spawn(async move {
+            match start_pods(&config, client, shutdown).await {
+                Ok(manager) => {
+                    let _ = manager.await;
+                }
+                Err(error) => warn!(error = format!("{error:#}"), "pods cannot run on this node"),
+            }
+        })
+    };
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut report = tokio::time::interval(Duration::from_secs(60));
@@ -102,6 +116,7 @@ async fn main() -> Result<()> {
     let _ = stop.send(true);
     let _ = beating.await;
     let _ = syncing.await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), pods).await;
     info!("stopping: programs detach with the agent; pinned maps keep their state");
     Ok(())
 }
@@ -157,4 +172,76 @@ async fn register(config: &Config) -> Result<(Heartbeat, Client)> {
             }
         }
     }
+}
+
+/// Connects to containerd, retrying until it answers (it may start after the agent; the
+/// node's heartbeat goes on meanwhile).
+async fn connect_containerd(config: &Config) -> Containerd {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match Containerd::connect(&config.containerd_socket, &config.containerd_namespace).await {
+            Ok(runtime) => return runtime,
+            Err(error) => {
+                warn!(
+                    socket = %config.containerd_socket.display(),
+                    error = %error,
+                    retry_in = ?delay,
+                    "containerd does not answer; pods wait for it"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Connects to containerd and starts the pod manager with this node's pod CIDR (the flag,
+/// else the Node's spec.podCIDR).
+async fn start_pods(
+    config: &Config,
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let cidr_text = match &config.pod_cidr {
+        Some(cidr) => cidr.clone(),
+        None => {
+            let node = client.get("nodes", "", &config.node_name).await?;
+            node.pointer("/spec/podCIDR")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+                .context("the node has no spec.podCIDR and --pod-cidr was not given")?
+        }
+    };
+    let pod_cidr: Cidr = cidr_text.parse()?;
+    let runtime = connect_containerd(config).await;
+    let runtime = match config.log_driver() {
+        Some(driver) => {
+            info!(driver = %driver.display(), "container logs through the log driver");
+            runtime.with_logger(&driver, config.container_log_max_mib << 20)
+        }
+        None => {
+            warn!("no log driver (skiff-logger) found: container logs are raw, not CRI lines");
+            runtime
+        }
+    };
+    let client_for_routes = client.clone();
+    let manager = PodManager::new(
+        client,
+        std::sync::Arc::new(runtime),
+        PodManagerConfig {
+            node_name: config.node_name.clone(),
+            node_ip: config.node_ip,
+            state_dir: config.state_dir.clone(),
+            cgroup_parent: config.cgroup_parent(),
+            cgroup_mount: "/sys/fs/cgroup".into(),
+            pod_cidr,
+            pids_limit: (config.pod_pids_limit > 0).then_some(config.pod_pids_limit),
+        },
+    )?;
+    tokio::spawn(skiff_agent::network::routes::run(
+        client_for_routes,
+        config.node_name.clone(),
+    ));
+    info!(%pod_cidr, cgroup = %config.cgroup_parent(), "running pods");
+    Ok(tokio::spawn(manager.run(shutdown)))
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod dataplane;
+mod pod_startup;
 mod report;
 mod scheduler;
 
@@ -31,6 +32,9 @@ enum Benchmark {
     Api,
     /// The eBPF data plane against its peers.
     Dataplane,
+    /// Pod start-up on one node: create-to-Running latency of 30 pods and the agent's
+    /// memory, with real containers.
+    PodStartup,
     /// The scheduler: pods bound per second on 5000 hollow nodes, through the real API.
     Scheduler,
 }
@@ -42,6 +46,7 @@ async fn main() -> Result<()> {
     match cli.name {
         Benchmark::Api => api::run(&mut report).await?,
         Benchmark::Dataplane => dataplane::run(&mut report)?,
+        Benchmark::PodStartup => pod_startup::run(&mut report).await?,
         Benchmark::Scheduler => scheduler::run(&mut report).await?,
     }
     report.print();

@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod cgroup;
+pub mod containerd;
 pub mod control;
 pub mod etcd;
 pub mod metrics;
@@ -12,6 +13,7 @@ pub mod netns;
 pub mod oci;
 pub mod packets;
 pub mod pins;
+pub mod pod_node;
 pub mod process;
 pub mod wait;
 

@@ -204,6 +204,9 @@ pub fn down(args: &DownArgs) -> Result<()> {
         stop(&state, &node.name(), "skiff-agent")?;
     }
     stop(&state, "control", "skiff-control")?;
+    for node in &nodes {
+        remove_pods(&state, node);
+    }
     if args.purge {
         for node in &nodes {
             purge_images(node);
@@ -213,7 +216,7 @@ pub fn down(args: &DownArgs) -> Result<()> {
     for node in &nodes {
         step(format!("removing {}", node.netns()));
         let _ = shell::output("ip", &["netns", "del", &node.netns()]);
-        let _ = fs::remove_dir(node.cgroup());
+        remove_cgroups(node);
         let _ = fs::remove_dir_all(node.bpffs());
     }
     if shell::succeeds("ip", &["link", "show", BRIDGE]) {
@@ -374,8 +377,11 @@ fn ensure_agent(workspace: &Workspace, state: &State, node: &Node, release: bool
     step(format!("starting skiff-agent for {name}"));
     let node_dir = state.dir.join("nodes").join(&name);
     fs::create_dir_all(&node_dir)?;
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &node.netns()])
+    // nsenter --net, not `ip netns exec`: the agent must share the host's mount namespace
+    // with containerd, which joins the pod namespaces the agent bind-mounts.
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/var/run/netns/{}", node.netns()))
+        .arg("--")
         .arg(workspace.binary("skiff-agent", release))
         .args(["--node-name", &name, "--uplink", "eth0"])
         .arg("--node-ip")
@@ -445,6 +451,68 @@ fn import_image(node: &Node, archive: &Path) -> Result<()> {
         &["-n", &ns, "images", "import", "--no-unpack", &archive],
     )?;
     Ok(())
+}
+
+/// Removes the node's cgroup subtree (pods' QoS tiers and pod cgroups, which runc made in
+/// every hierarchy), deepest first; the machine's own cgroups are never touched.
+fn remove_cgroups(node: &Node) {
+    fn remove_tree(dir: &Path) {
+        if let Ok(children) = fs::read_dir(dir) {
+            for child in children.flatten() {
+                if child.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&child.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(dir);
+    }
+    let relative = Path::new("skiff").join(node.name());
+    if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
+        for hierarchy in hierarchies.flatten() {
+            remove_tree(&hierarchy.path().join(&relative));
+        }
+    }
+}
+
+/// Kills and removes the node's pod containers and unmounts the pod namespaces the agent
+/// bind-mounted in its state directory (the agent is already stopped).
+fn remove_pods(state: &State, node: &Node) {
+    let ns = node.containerd_namespace();
+    let list = |what: &str| {
+        shell::output("ctr", &["-n", &ns, what, "ls", "-q"])
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    for task in list("tasks") {
+        let _ = shell::output(
+            "ctr",
+            &["-n", &ns, "tasks", "kill", "-a", "-s", "SIGKILL", &task],
+        );
+        for _ in 0..50 {
+            if shell::output("ctr", &["-n", &ns, "tasks", "rm", "-f", &task]).is_ok() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    for container in list("containers") {
+        let _ = shell::output("ctr", &["-n", &ns, "containers", "rm", &container]);
+    }
+    let pods = state.dir.join("nodes").join(node.name()).join("pods");
+    let prefix = pods.to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for mount in mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with(&prefix))
+    {
+        let _ = shell::output("umount", &["-l", mount]);
+    }
+    let _ = fs::remove_dir_all(&pods);
 }
 
 fn purge_images(node: &Node) {

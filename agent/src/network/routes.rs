@@ -1,0 +1,230 @@
+//! Direct routing between nodes: a route to every other node's pod CIDR via that node's
+//! address, kept in step with the Node objects. The agent's routes carry their own netlink
+//! protocol number, so it finds (and removes) exactly the ones it made.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
+
+use futures::TryStreamExt;
+use rtnetlink::{
+    RouteMessageBuilder, new_connection,
+    packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol},
+};
+use serde_json::Value;
+use skiff_api::client::{Client, ListParams};
+use tracing::{info, warn};
+
+use super::Cidr;
+
+/// A route: a pod CIDR and the node address it goes via.
+pub type Route = (Cidr, Ipv4Addr);
+
+/// The netlink protocol number marking Skiff's routes (`ip route` shows `proto 92`).
+pub const PROTOCOL: u8 = 92;
+
+/// Errors syncing routes.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("netlink: {what}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("opening a netlink socket")]
+    Socket(#[source] std::io::Error),
+}
+
+/// The routes wanted: every other node with a pod CIDR and an InternalIP.
+pub fn desired(nodes: &[Value], own: &str) -> BTreeMap<String, Route> {
+    nodes
+        .iter()
+        .filter(|n| n.pointer("/metadata/name").and_then(Value::as_str) != Some(own))
+        .filter_map(|n| {
+            let cidr: Cidr = n.pointer("/spec/podCIDR")?.as_str()?.parse().ok()?;
+            let ip = n
+                .pointer("/status/addresses")?
+                .as_array()?
+                .iter()
+                .find(|a| a["type"] == "InternalIP")?
+                .get("address")?
+                .as_str()?
+                .parse()
+                .ok()?;
+            Some((cidr.to_string(), (cidr, ip)))
+        })
+        .collect()
+}
+
+/// What to add (or replace) and what to delete to go from `current` to `wanted`.
+pub fn plan(
+    current: &BTreeMap<String, Route>,
+    wanted: &BTreeMap<String, Route>,
+) -> (Vec<Route>, Vec<Route>) {
+    let add = wanted
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(v))
+        .map(|(_, v)| *v)
+        .collect();
+    let remove = current
+        .iter()
+        .filter(|(k, _)| !wanted.contains_key(*k))
+        .map(|(_, v)| *v)
+        .collect();
+    (add, remove)
+}
+
+fn parse(route: &RouteMessage) -> Option<(Cidr, Ipv4Addr)> {
+    let mut destination = None;
+    let mut gateway = None;
+    for attribute in &route.attributes {
+        match attribute {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => destination = Some(*ip),
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
+            _ => {}
+        }
+    }
+    Some((
+        Cidr {
+            network: destination?,
+            prefix: route.header.destination_prefix_length,
+        },
+        gateway?,
+    ))
+}
+
+fn message(cidr: Cidr, via: Ipv4Addr) -> RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr.network, cidr.prefix)
+        .gateway(via)
+        .protocol(RouteProtocol::from(PROTOCOL))
+        .build()
+}
+
+/// Makes this network namespace's Skiff routes exactly `wanted`.
+///
+/// # Errors
+/// When netlink fails.
+pub async fn sync(wanted: &BTreeMap<String, Route>) -> Result<(), RouteError> {
+    let (connection, handle, _) = new_connection().map_err(RouteError::Socket)?;
+    let connection = tokio::spawn(connection);
+    let result = async {
+        let routes: Vec<RouteMessage> = handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| RouteError::Netlink {
+                what: "listing routes".into(),
+                source,
+            })?;
+        let current: BTreeMap<String, Route> = routes
+            .iter()
+            .filter(|r| u8::from(r.header.protocol) == PROTOCOL)
+            .filter_map(parse)
+            .map(|(cidr, via)| (cidr.to_string(), (cidr, via)))
+            .collect();
+        let (add, remove) = plan(&current, wanted);
+        for (cidr, via) in remove {
+            handle
+                .route()
+                .del(message(cidr, via))
+                .execute()
+                .await
+                .map_err(|source| RouteError::Netlink {
+                    what: format!("deleting the route to {cidr}"),
+                    source,
+                })?;
+            info!(%cidr, %via, "removed the route to a node's pods");
+        }
+        for (cidr, via) in add {
+            handle
+                .route()
+                .add(message(cidr, via))
+                .replace()
+                .execute()
+                .await
+                .map_err(|source| RouteError::Netlink {
+                    what: format!("routing {cidr} via {via}"),
+                    source,
+                })?;
+            info!(%cidr, %via, "routed a node's pods");
+        }
+        Ok(())
+    }
+    .await;
+    connection.abort();
+    result
+}
+
+/// Keeps the routes to other nodes' pods in step with the Node objects, every few seconds.
+pub async fn run(client: Client, own: String) {
+    loop {
+        match client.list("nodes", "", &ListParams::default()).await {
+            Ok(list) => {
+                if let Err(error) = sync(&desired(&list.items, &own)).await {
+                    warn!(error = %error, "syncing routes to other nodes' pods");
+                }
+            }
+            Err(error) => warn!(error = %error, "listing nodes for pod routes"),
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn node(name: &str, cidr: &str, ip: &str) -> Value {
+        json!({"metadata": {"name": name}, "spec": {"podCIDR": cidr},
+               "status": {"addresses": [{"type": "Hostname", "address": name},
+                                        {"type": "InternalIP", "address": ip}]}})
+    }
+
+    #[test]
+    fn every_other_node_with_a_cidr_and_an_address_gets_a_route() {
+        let nodes = [
+            node("a", "10.244.1.0/24", "192.168.0.1"),
+            node("b", "10.244.2.0/24", "192.168.0.2"),
+            json!({"metadata": {"name": "c"}, "spec": {}}),
+        ];
+        let wanted = desired(&nodes, "a");
+        assert_eq!(wanted.len(), 1);
+        assert_eq!(
+            wanted["10.244.2.0/24"],
+            (
+                "10.244.2.0/24".parse().unwrap(),
+                Ipv4Addr::new(192, 168, 0, 2)
+            )
+        );
+    }
+
+    #[test]
+    fn the_plan_adds_changed_routes_and_removes_gone_ones() {
+        let entry = |cidr: &str, ip: [u8; 4]| {
+            (
+                cidr.to_string(),
+                (cidr.parse::<Cidr>().unwrap(), Ipv4Addr::from(ip)),
+            )
+        };
+        let current = BTreeMap::from([
+            entry("10.0.1.0/24", [1, 1, 1, 1]),
+            entry("10.0.2.0/24", [2, 2, 2, 2]),
+        ]);
+        let wanted = BTreeMap::from([
+            entry("10.0.1.0/24", [1, 1, 1, 9]),
+            entry("10.0.3.0/24", [3, 3, 3, 3]),
+        ]);
+        let (add, remove) = plan(&current, &wanted);
+        assert_eq!(add.len(), 2);
+        assert_eq!(
+            remove,
+            vec![("10.0.2.0/24".parse().unwrap(), Ipv4Addr::new(2, 2, 2, 2))]
+        );
+        let (add, remove) = plan(&wanted, &wanted);
+        assert!(add.is_empty() && remove.is_empty());
+    }
+}

@@ -1,0 +1,240 @@
+//! The veth pair between the node and a pod, through rtnetlink: the host side routed (a /32
+//! route to the pod, proxy ARP, forwarding on), the pod side renamed to eth0 with the pod's
+//! address and a default route out of it.
+
+use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
+
+use futures::TryStreamExt;
+use rtnetlink::{
+    Handle, LinkUnspec, LinkVeth, RouteMessageBuilder, new_connection,
+    packet_route::route::RouteScope,
+};
+use sha2::{Digest, Sha256};
+
+use super::namespaces::{self, NamespaceError};
+
+/// Errors wiring a pod's veth.
+#[derive(Debug, thiserror::Error)]
+pub enum VethError {
+    #[error("netlink: {what}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("opening a netlink socket")]
+    Socket(#[source] std::io::Error),
+    #[error("writing sysctl {path}")]
+    Sysctl {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error("link {name} vanished while being set up")]
+    Missing { name: String },
+}
+
+/// The host side's name for a pod (15 bytes at most, stable for the pod's UID).
+pub fn host_name(pod_uid: &str) -> String {
+    let digest = Sha256::digest(pod_uid.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("sk{}", &hex[..11])
+}
+
+fn netlink(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> VethError {
+    let what = what.into();
+    move |source| VethError::Netlink { what, source }
+}
+
+async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, VethError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link.map(|l| l.header.index)),
+        // The kernel answers ENODEV for a missing name.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(source) => Err(VethError::Netlink {
+            what: format!("looking up {name}"),
+            source,
+        }),
+    }
+}
+
+fn sysctl(path: &str, value: &str) -> Result<(), VethError> {
+    std::fs::write(path, value).map_err(|source| VethError::Sysctl {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Wires the pod whose network namespace is at `netns` to this node with address `ip`.
+/// Replaces a half-made pair from an earlier attempt.
+///
+/// # Errors
+/// When a netlink call or sysctl fails.
+pub async fn attach(netns: &Path, pod_uid: &str, ip: Ipv4Addr) -> Result<(), VethError> {
+    let (connection, handle, _) = new_connection().map_err(VethError::Socket)?;
+    let connection = tokio::spawn(connection);
+    let result = attach_with(&handle, netns, pod_uid, ip).await;
+    connection.abort();
+    result
+}
+
+async fn attach_with(
+    handle: &Handle,
+    netns: &Path,
+    pod_uid: &str,
+    ip: Ipv4Addr,
+) -> Result<(), VethError> {
+    let host = host_name(pod_uid);
+    let peer = format!("{host}p");
+    if let Some(index) = index_of(handle, &host).await? {
+        handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(netlink(format!("deleting the stale {host}")))?;
+    }
+    handle
+        .link()
+        .add(LinkVeth::new(&host, &peer).build())
+        .execute()
+        .await
+        .map_err(netlink(format!("adding veth {host}")))?;
+    let peer_index = index_of(handle, &peer)
+        .await?
+        .ok_or_else(|| VethError::Missing { name: peer.clone() })?;
+    let ns_file = std::fs::File::open(netns).map_err(|source| {
+        VethError::Namespace(NamespaceError::Os {
+            what: "opening the network namespace",
+            path: netns.into(),
+            source,
+        })
+    })?;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(peer_index)
+                .setns_by_fd(ns_file.as_raw_fd())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(netlink(format!("moving {peer} into the pod")))?;
+
+    let host_index = index_of(handle, &host)
+        .await?
+        .ok_or_else(|| VethError::Missing { name: host.clone() })?;
+    sysctl(&format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"), "1")?;
+    sysctl(&format!("/proc/sys/net/ipv4/neigh/{host}/proxy_delay"), "0")?;
+    sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(host_index).up().build())
+        .execute()
+        .await
+        .map_err(netlink(format!("setting {host} up")))?;
+    handle
+        .route()
+        .add(
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(ip, 32)
+                .output_interface(host_index)
+                .scope(RouteScope::Link)
+                .build(),
+        )
+        .replace()
+        .execute()
+        .await
+        .map_err(netlink(format!("routing {ip} to {host}")))?;
+
+    namespaces::in_netns(netns, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(VethError::Socket)?;
+        runtime.block_on(configure_pod_side(peer, ip))
+    })?
+}
+
+async fn configure_pod_side(peer: String, ip: Ipv4Addr) -> Result<(), VethError> {
+    let (connection, handle, _) = new_connection().map_err(VethError::Socket)?;
+    tokio::spawn(connection);
+    let index = index_of(&handle, &peer)
+        .await?
+        .ok_or_else(|| VethError::Missing { name: peer.clone() })?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).name("eth0").up().build())
+        .execute()
+        .await
+        .map_err(netlink("naming the pod side eth0"))?;
+    if let Some(lo) = index_of(&handle, "lo").await? {
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(lo).up().build())
+            .execute()
+            .await
+            .map_err(netlink("setting lo up"))?;
+    }
+    handle
+        .address()
+        .add(index, ip.into(), 32)
+        .replace()
+        .execute()
+        .await
+        .map_err(netlink(format!("adding {ip}/32 to eth0")))?;
+    handle
+        .route()
+        .add(
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+                .output_interface(index)
+                .scope(RouteScope::Link)
+                .build(),
+        )
+        .replace()
+        .execute()
+        .await
+        .map_err(netlink("adding the default route"))?;
+    Ok(())
+}
+
+/// Removes the pod's host-side link (its peer goes with it); nothing to do when absent.
+///
+/// # Errors
+/// When netlink fails.
+pub async fn detach(pod_uid: &str) -> Result<(), VethError> {
+    let (connection, handle, _) = new_connection().map_err(VethError::Socket)?;
+    let connection = tokio::spawn(connection);
+    let host = host_name(pod_uid);
+    let result = async {
+        if let Some(index) = index_of(&handle, &host).await? {
+            handle
+                .link()
+                .del(index)
+                .execute()
+                .await
+                .map_err(netlink(format!("deleting {host}")))?;
+        }
+        Ok(())
+    }
+    .await;
+    connection.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_fit_an_interface_and_are_stable_per_pod() {
+        let a = host_name("3f1c2a4e-0000-4000-8000-000000000001");
+        assert!(a.len() <= 15, "{a}");
+        assert_eq!(a, host_name("3f1c2a4e-0000-4000-8000-000000000001"));
+        assert_ne!(a, host_name("3f1c2a4e-0000-4000-8000-000000000002"));
+    }
+}

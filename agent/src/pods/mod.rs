@@ -1,0 +1,16 @@
+//! The pod lifecycle on this node (kubelet's role): watch the pods bound here, and for each
+//! converge what containerd runs to the pod's spec, one reconcile of a pod at a time.
+//!
+//! Data flows: pods informer (`spec.nodeName=<node>`) -> work queue -> [`worker`] reconcile
+//! (namespaces + veth + address, then init containers in order, then containers, restarts
+//! with [`backoff`], graceful termination) -> [`status`] built from containerd's view ->
+//! written to the API only when it changed. [`qos`] places each pod's cgroup in its tier.
+
+pub mod backoff;
+pub mod probes;
+pub mod qos;
+pub mod status;
+pub mod volumes;
+pub mod worker;
+
+pub use worker::{PodManager, PodManagerConfig};

@@ -1,0 +1,245 @@
+//! A pod's QoS class (Guaranteed, Burstable, BestEffort) and the cgroup settings kubelet
+//! derives from requests and limits: the per-pod parent cgroup in its QoS tier, CPU shares
+//! and quota, memory and pids limits.
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use skiff_api::validation::quantity::Quantity;
+
+use crate::runtime::spec::Resources;
+
+/// CFS period kubelet uses (100 ms).
+pub const CPU_PERIOD_US: u64 = 100_000;
+/// The smallest cpu.shares the kernel accepts (kubelet gives it to BestEffort).
+pub const MIN_SHARES: u64 = 2;
+
+/// A pod's quality-of-service class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QosClass {
+    Guaranteed,
+    Burstable,
+    BestEffort,
+}
+
+impl QosClass {
+    /// The name in `status.qosClass`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Guaranteed => "Guaranteed",
+            Self::Burstable => "Burstable",
+            Self::BestEffort => "BestEffort",
+        }
+    }
+
+    /// The tier's directory under `kubepods` (Guaranteed pods sit directly in it).
+    pub fn tier(self) -> Option<&'static str> {
+        match self {
+            Self::Guaranteed => None,
+            Self::Burstable => Some("burstable"),
+            Self::BestEffort => Some("besteffort"),
+        }
+    }
+}
+
+fn quantity(container: &Container, kind: &str, resource: &str) -> Option<Quantity> {
+    let resources = container.resources.as_ref()?;
+    let map = if kind == "limits" {
+        resources.limits.as_ref()?
+    } else {
+        resources.requests.as_ref()?
+    };
+    Quantity::parse(&map.get(resource)?.0).ok()
+}
+
+/// A container's request for `resource`, defaulting to its limit (as the API does).
+fn request(container: &Container, resource: &str) -> Option<Quantity> {
+    quantity(container, "requests", resource).or_else(|| quantity(container, "limits", resource))
+}
+
+/// The QoS class of `pod` by kubelet's rules: Guaranteed when every container has CPU and
+/// memory limits equal to its requests, BestEffort when none has any, Burstable otherwise.
+pub fn qos_class(pod: &Pod) -> QosClass {
+    let Some(spec) = pod.spec.as_ref() else {
+        return QosClass::BestEffort;
+    };
+    let containers: Vec<&Container> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for container in containers {
+        for resource in ["cpu", "memory"] {
+            let limit = quantity(container, "limits", resource);
+            let req = request(container, resource);
+            if limit.as_ref().is_some_and(|q| !q.is_zero())
+                || req.as_ref().is_some_and(|q| !q.is_zero())
+            {
+                any = true;
+            }
+            match (limit, req) {
+                (Some(l), Some(r)) if l.nanos() == r.nanos() && !l.is_zero() => {}
+                _ => guaranteed = false,
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => QosClass::BestEffort,
+        (true, true) => QosClass::Guaranteed,
+        (true, false) => QosClass::Burstable,
+    }
+}
+
+/// The pod's parent cgroup relative to the hierarchy roots: `<root>/kubepods[/<tier>]/pod<uid>`.
+pub fn pod_cgroup(root: &str, class: QosClass, uid: &str) -> String {
+    let root = root.trim_end_matches('/');
+    match class.tier() {
+        Some(tier) => format!("{root}/kubepods/{tier}/pod{uid}"),
+        None => format!("{root}/kubepods/pod{uid}"),
+    }
+}
+
+/// cpu.shares for a CPU request in millicores (kubelet's `MilliCPUToShares`).
+pub fn milli_cpu_to_shares(milli: i64) -> u64 {
+    if milli <= 0 {
+        return MIN_SHARES;
+    }
+    ((milli as u64) * 1024 / 1000).max(MIN_SHARES)
+}
+
+/// CFS quota for a CPU limit in millicores (kubelet's `MilliCPUToQuota`, minimum 1 ms).
+pub fn milli_cpu_to_quota(milli: i64) -> Option<i64> {
+    if milli <= 0 {
+        return None;
+    }
+    Some((milli * CPU_PERIOD_US as i64 / 1000).max(1000))
+}
+
+/// The cgroup settings of one container.
+pub fn container_resources(container: &Container, pids_limit: Option<i64>) -> Resources {
+    let cpu_request = request(container, "cpu").map(|q| q.milli_value());
+    let cpu_limit = quantity(container, "limits", "cpu").map(|q| q.milli_value());
+    let memory_limit = quantity(container, "limits", "memory")
+        .map(|q| q.value())
+        .filter(|&v| v > 0);
+    Resources {
+        cpu_shares: milli_cpu_to_shares(cpu_request.unwrap_or(0)),
+        cpu_quota: cpu_limit.and_then(milli_cpu_to_quota),
+        cpu_period: CPU_PERIOD_US,
+        memory_limit,
+        pids_limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::{
+        api::core::v1::{PodSpec, ResourceRequirements},
+        apimachinery::pkg::api::resource::Quantity as ApiQuantity,
+    };
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn container(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> Container {
+        let map = |pairs: &[(&str, &str)]| {
+            (!pairs.is_empty()).then(|| {
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ApiQuantity(v.to_string())))
+                    .collect::<BTreeMap<_, _>>()
+            })
+        };
+        Container {
+            name: "c".into(),
+            resources: Some(ResourceRequirements {
+                requests: map(requests),
+                limits: map(limits),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pod(containers: Vec<Container>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                containers,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn no_requests_or_limits_is_best_effort() {
+        assert_eq!(
+            qos_class(&pod(vec![container(&[], &[])])),
+            QosClass::BestEffort
+        );
+    }
+
+    #[test]
+    fn equal_cpu_and_memory_limits_and_requests_are_guaranteed() {
+        let c = container(
+            &[("cpu", "500m"), ("memory", "64Mi")],
+            &[("cpu", "0.5"), ("memory", "64Mi")],
+        );
+        assert_eq!(qos_class(&pod(vec![c])), QosClass::Guaranteed);
+        // Limits alone imply equal requests.
+        let c = container(&[], &[("cpu", "1"), ("memory", "1Gi")]);
+        assert_eq!(qos_class(&pod(vec![c])), QosClass::Guaranteed);
+    }
+
+    #[test]
+    fn anything_in_between_is_burstable() {
+        let c = container(&[("memory", "64Mi")], &[]);
+        assert_eq!(qos_class(&pod(vec![c])), QosClass::Burstable);
+        let guaranteed = container(&[], &[("cpu", "1"), ("memory", "1Gi")]);
+        let none = container(&[], &[]);
+        assert_eq!(qos_class(&pod(vec![guaranteed, none])), QosClass::Burstable);
+    }
+
+    #[test]
+    fn the_pod_cgroup_sits_in_its_tier() {
+        assert_eq!(
+            pod_cgroup("/skiff/n1/", QosClass::Burstable, "u1"),
+            "/skiff/n1/kubepods/burstable/podu1"
+        );
+        assert_eq!(
+            pod_cgroup("/skiff", QosClass::Guaranteed, "u2"),
+            "/skiff/kubepods/podu2"
+        );
+    }
+
+    #[test]
+    fn cpu_converts_like_kubelet() {
+        assert_eq!(milli_cpu_to_shares(0), 2);
+        assert_eq!(milli_cpu_to_shares(1), 2);
+        assert_eq!(milli_cpu_to_shares(1000), 1024);
+        assert_eq!(milli_cpu_to_shares(250), 256);
+        assert_eq!(milli_cpu_to_quota(500), Some(50_000));
+        assert_eq!(milli_cpu_to_quota(1), Some(1000));
+        assert_eq!(milli_cpu_to_quota(0), None);
+        let r = container_resources(
+            &container(&[("cpu", "250m")], &[("memory", "32Mi")]),
+            Some(99),
+        );
+        assert_eq!(r.cpu_shares, 256);
+        assert_eq!(r.cpu_quota, None);
+        assert_eq!(r.memory_limit, Some(32 << 20));
+        assert_eq!(r.pids_limit, Some(99));
+    }
+
+    proptest! {
+        #[test]
+        fn shares_grow_with_the_request(a in 0i64..100_000, b in 0i64..100_000) {
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(milli_cpu_to_shares(lo) <= milli_cpu_to_shares(hi));
+            prop_assert!(milli_cpu_to_shares(lo) >= MIN_SHARES);
+        }
+    }
+}
