@@ -3,6 +3,12 @@
 //! work queue, and `reconcile(key)` reads the caches (never the event payload) and acts.
 //! They run only in the `skiff-control` instance that holds the leader Lease.
 
+pub mod expectations;
+pub mod pods;
+pub mod replicaset;
+pub mod runner;
+pub mod writes;
+
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use skiff_api::client::Client;
@@ -57,7 +63,7 @@ impl Stop {
 type Runner = fn(Context, Stop) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Every controller, by the name kube-controller-manager gives it.
-const CONTROLLERS: &[(&str, Runner)] = &[];
+const CONTROLLERS: &[(&str, Runner)] = &[("replicaset", replicaset::run)];
 
 /// Runs every controller until `stop` fires, then waits for them to finish.
 pub async fn run(context: Context, stop: Stop) {
