@@ -3,6 +3,7 @@
 //! work queue, and `reconcile(key)` reads the caches (never the event payload) and acts.
 //! They run only in the `skiff-control` instance that holds the leader Lease.
 
+pub mod deployment;
 pub mod expectations;
 pub mod pods;
 pub mod replicaset;
@@ -63,7 +64,10 @@ impl Stop {
 type Runner = fn(Context, Stop) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Every controller, by the name kube-controller-manager gives it.
-const CONTROLLERS: &[(&str, Runner)] = &[("replicaset", replicaset::run)];
+const CONTROLLERS: &[(&str, Runner)] = &[
+    ("replicaset", replicaset::run),
+    ("deployment", deployment::run),
+];
 
 /// Runs every controller until `stop` fires, then waits for them to finish.
 pub async fn run(context: Context, stop: Stop) {

@@ -2,7 +2,13 @@
 //! adopting matching orphans and releasing pods that stop matching, creating in slow-start
 //! batches and deleting the least useful pods first, and reports what it sees in `status`.
 
-use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::future::join_all;
 use jiff::Timestamp;
@@ -81,7 +87,7 @@ impl<W: Writes> ReplicaSetSync<W> {
         })?;
         let owner = pods::controller_reference("apps/v1", "ReplicaSet", &rs.metadata);
         let owned = self.claim_pods(key, &rs, &selector, &owner).await?;
-        let active: Vec<Arc<Pod>> = owned
+        let mut active: Vec<Arc<Pod>> = owned
             .iter()
             .filter(|p| pods::is_active(p))
             .cloned()
@@ -90,8 +96,11 @@ impl<W: Writes> ReplicaSetSync<W> {
         let mut manage_error = None;
         if self.expectations.satisfied(key) && !pods::is_terminating(&rs.metadata) {
             let want = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
-            if let Err(e) = self.manage_replicas(key, &rs, &active, want, &owner).await {
-                manage_error = Some(e);
+            match self.manage_replicas(key, &rs, &active, want, &owner).await {
+                // Pods deleted just now no longer count in the status.
+                Ok(deleted) => active
+                    .retain(|p| !deleted.contains(p.metadata.uid.as_deref().unwrap_or_default())),
+                Err(e) => manage_error = Some(e),
             }
         }
 
@@ -232,12 +241,12 @@ impl<W: Writes> ReplicaSetSync<W> {
         active: &[Arc<Pod>],
         want: usize,
         owner: &OwnerReference,
-    ) -> Result<(), ReplicaSetError> {
+    ) -> Result<HashSet<String>, ReplicaSetError> {
         let object = object_ref(rs);
         if active.len() < want {
             let count = (want - active.len()).min(BURST_REPLICAS);
             let Some(template) = rs.spec.as_ref().and_then(|s| s.template.as_ref()) else {
-                return Ok(());
+                return Ok(HashSet::new());
             };
             let pod =
                 pods::pod_from_template(template, &key.namespace, &format!("{}-", key.name), owner);
@@ -309,11 +318,11 @@ impl<W: Writes> ReplicaSetSync<W> {
                                 &format!("Deleted pod: {name}"),
                             )
                             .await;
-                        Ok(())
+                        Ok(uid(pod))
                     }
                     Err(e) if e.is(Reason::NotFound) => {
                         self.expectations.deletion_observed(key, &uid(pod));
-                        Ok(())
+                        Ok(uid(pod))
                     }
                     Err(e) => {
                         self.expectations.deletion_observed(key, &uid(pod));
@@ -330,15 +339,24 @@ impl<W: Writes> ReplicaSetSync<W> {
                 }
             }))
             .await;
-            if let Some(source) = results.into_iter().find_map(Result::err) {
-                return Err(ReplicaSetError::Write {
-                    key: key.clone(),
-                    action: "deleting pods".into(),
-                    source,
-                });
+            let mut deleted = HashSet::new();
+            for result in results {
+                match result {
+                    Ok(uid) => {
+                        deleted.insert(uid);
+                    }
+                    Err(source) => {
+                        return Err(ReplicaSetError::Write {
+                            key: key.clone(),
+                            action: "deleting pods".into(),
+                            source,
+                        });
+                    }
+                }
             }
+            return Ok(deleted);
         }
-        Ok(())
+        Ok(HashSet::new())
     }
 }
 

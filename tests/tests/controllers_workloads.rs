@@ -1,0 +1,412 @@
+//! End-to-end tests of the workload controllers inside a real `skiff-control`: Deployments,
+//! ReplicaSets, Jobs, DaemonSets and the garbage collector, on hollow nodes (Node objects
+//! with no agent) that the real scheduler binds pods to. No kubelet runs here, so the test
+//! plays its part: [`PlayedKubelet`] writes pod status and finishes pod deletions.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use skiff_api::client::{Client, DeleteParams, EventType, ListParams, WatchParams};
+use skiff_tests::control::{Backend, ControlPlane};
+use tokio::task::JoinHandle;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+async fn start() -> (ControlPlane, Client) {
+    let control = tokio::task::spawn_blocking(|| ControlPlane::start(Backend::Embedded))
+        .await
+        .unwrap()
+        .unwrap();
+    let client = control.admin_client().unwrap();
+    (control, client)
+}
+
+/// A hollow node: a Ready Node object with room for pods and no agent behind it.
+async fn hollow_node(client: &Client, name: &str, labels: Value, taints: Value) {
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints},
+        "status": {
+            "allocatable": {"cpu": "16", "memory": "32Gi", "pods": "110"},
+            "capacity": {"cpu": "16", "memory": "32Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+    });
+    client.create("nodes", "", &node).await.unwrap();
+}
+
+/// What the played kubelet does with a bound pod it has not touched yet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PodOutcome {
+    /// Running and Ready.
+    BecomeReady,
+}
+
+/// The test playing the kubelet for every node: it marks bound pending pods with an
+/// outcome and deletes terminating pods at once (grace 0), as an agent would after
+/// stopping their containers. Stops when dropped.
+struct PlayedKubelet(JoinHandle<()>);
+
+impl Drop for PlayedKubelet {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+impl PlayedKubelet {
+    fn start(client: &Client, namespace: &str, outcome: PodOutcome) -> Self {
+        let (client, namespace) = (client.clone(), namespace.to_string());
+        Self(tokio::spawn(async move {
+            loop {
+                if let Ok(list) = client
+                    .list("pods", &namespace, &ListParams::default())
+                    .await
+                {
+                    for pod in list.items {
+                        play_kubelet_for(&client, &namespace, &pod, outcome).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }))
+    }
+}
+
+async fn play_kubelet_for(client: &Client, namespace: &str, pod: &Value, outcome: PodOutcome) {
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let bound = pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    if pod["metadata"]["deletionTimestamp"].is_string() {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        let _ = client.delete("pods", namespace, name, &params).await;
+        return;
+    }
+    if !bound || pod["status"]["phase"] != "Pending" {
+        return;
+    }
+    let status = match outcome {
+        PodOutcome::BecomeReady => json!({"phase": "Running", "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()},
+            {"type": "Ready", "status": "True", "lastTransitionTime": now()},
+        ]}),
+    };
+    let _ = client
+        .patch(
+            "pods",
+            namespace,
+            name,
+            &json!({ "status": status }),
+            "status",
+        )
+        .await;
+}
+
+async fn wait_until<T>(what: &str, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {DEADLINE:?} waiting for {what}; last seen: {last}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn list(client: &Client, resource: &str, namespace: &str) -> Vec<Value> {
+    client
+        .list(resource, namespace, &ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+fn image(pod: &Value) -> &str {
+    pod["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+fn deployment(name: &str, replicas: i32, image: &str, strategy: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": strategy,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": image,
+                    "resources": {"requests": {"cpu": "10m"}}}]}
+            }
+        }
+    })
+}
+
+/// Ready pods of `app` (not terminating) by image.
+async fn ready_images(client: &Client, app: &str) -> BTreeMap<String, usize> {
+    let mut images = BTreeMap::new();
+    for pod in list(client, "pods", "default").await {
+        if pod["metadata"]["labels"]["app"] == app && is_ready(&pod) {
+            *images.entry(image(&pod).to_string()).or_default() += 1;
+        }
+    }
+    images
+}
+
+async fn wait_for_ready_images(client: &Client, app: &str, want: &[(&str, usize)]) {
+    let want: BTreeMap<String, usize> = want.iter().map(|(i, n)| (i.to_string(), *n)).collect();
+    wait_until(&format!("{app} to run {want:?}"), async || {
+        let pods = list(client, "pods", "default").await;
+        let all: Vec<_> = pods
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["app"] == app)
+            .collect();
+        let have = ready_images(client, app).await;
+        if have == want && all.len() == want.values().sum::<usize>() {
+            Ok(())
+        } else {
+            Err(format!("ready {have:?}, {} pods in all", all.len()))
+        }
+    })
+    .await;
+}
+
+async fn set_image(client: &Client, name: &str, image: &str) {
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": image, "resources": {"requests": {"cpu": "10m"}}}]}}}});
+    client
+        .patch("deployments", "default", name, &patch, "")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_scales_up_and_down_on_hollow_nodes() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    hollow_node(&client, "node-b", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
+
+    let d = deployment("web", 3, "demo:1", json!({"type": "RollingUpdate"}));
+    client.create("deployments", "default", &d).await.unwrap();
+    wait_for_ready_images(&client, "web", &[("demo:1", 3)]).await;
+    let pods = list(&client, "pods", "default").await;
+    assert!(
+        pods.iter().all(|p| p["spec"]["nodeName"].is_string()),
+        "every pod is bound"
+    );
+    assert!(
+        pods.iter()
+            .all(|p| p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"),
+        "pods belong to the deployment's replica set"
+    );
+
+    let scale = |n: i32| json!({"spec": {"replicas": n}});
+    client
+        .patch("deployments", "default", "web", &scale(6), "")
+        .await
+        .unwrap();
+    wait_for_ready_images(&client, "web", &[("demo:1", 6)]).await;
+    client
+        .patch("deployments", "default", "web", &scale(2), "")
+        .await
+        .unwrap();
+    wait_for_ready_images(&client, "web", &[("demo:1", 2)]).await;
+
+    wait_until(
+        "the deployment's status to report 2 available",
+        async || {
+            let d = client
+                .get("deployments", "default", "web")
+                .await
+                .map_err(|e| e.to_string())?;
+            let s = &d["status"];
+            (s["availableReplicas"] == 2 && s["updatedReplicas"] == 2 && s["replicas"] == 2)
+                .then_some(())
+                .ok_or_else(|| s.to_string())
+        },
+    )
+    .await;
+    assert_eq!(list(&client, "replicasets", "default").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_replaces_every_pod_and_never_has_fewer_than_replicas_minus_max_unavailable_ready()
+ {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    hollow_node(&client, "node-b", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
+    let strategy = json!({"type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    let d = deployment("web", 4, "demo:1", strategy);
+    client.create("deployments", "default", &d).await.unwrap();
+    wait_for_ready_images(&client, "web", &[("demo:1", 4)]).await;
+
+    // Watch every pod event from here on and check the floor after each one.
+    let listed = client
+        .list("pods", "default", &ListParams::default())
+        .await
+        .unwrap();
+    let mut pods: BTreeMap<String, Value> = listed
+        .items
+        .into_iter()
+        .map(|p| (p["metadata"]["name"].as_str().unwrap().to_string(), p))
+        .collect();
+    let params = WatchParams {
+        resource_version: listed.resource_version,
+        ..Default::default()
+    };
+    let mut events = client.watch("pods", "default", &params).await.unwrap();
+    set_image(&client, "web", "demo:2").await;
+
+    let floor = 4 - 1;
+    let mut lowest = usize::MAX;
+    let mut seen = 0;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("the rollout finishes within the deadline")
+            .expect("the watch stays open")
+            .unwrap();
+        let name = event.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match event.event_type {
+            EventType::Deleted => {
+                pods.remove(&name);
+            }
+            EventType::Added | EventType::Modified => {
+                pods.insert(name, event.object);
+            }
+            EventType::Bookmark => continue,
+        }
+        seen += 1;
+        let ready = pods.values().filter(|p| is_ready(p)).count();
+        lowest = lowest.min(ready);
+        assert!(
+            ready >= floor,
+            "after {seen} events only {ready} pods are ready (floor {floor}): {:?}",
+            pods.values()
+                .map(|p| (
+                    p["metadata"]["name"].clone(),
+                    image(p).to_string(),
+                    is_ready(p)
+                ))
+                .collect::<Vec<_>>()
+        );
+        let done = pods.len() == 4 && pods.values().all(|p| image(p) == "demo:2" && is_ready(p));
+        if done {
+            break;
+        }
+    }
+    assert!(
+        seen > 8,
+        "the rollout was observed event by event ({seen} events)"
+    );
+    println!("rolling update: {seen} pod events, lowest ready count {lowest} (floor {floor})");
+    wait_until("the old replica set to be scaled to zero", async || {
+        let rss = list(&client, "replicasets", "default").await;
+        let replicas: Vec<_> = rss.iter().map(|r| r["spec"]["replicas"].as_i64()).collect();
+        (rss.len() == 2 && replicas.contains(&Some(0)) && replicas.contains(&Some(4)))
+            .then_some(())
+            .ok_or_else(|| format!("{replicas:?}"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_by_copying_an_old_template_returns_to_it_as_a_new_revision() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
+    let d = deployment("web", 2, "demo:1", json!({"type": "RollingUpdate"}));
+    client.create("deployments", "default", &d).await.unwrap();
+    wait_for_ready_images(&client, "web", &[("demo:1", 2)]).await;
+    set_image(&client, "web", "demo:2").await;
+    wait_for_ready_images(&client, "web", &[("demo:2", 2)]).await;
+
+    // What `rollout undo` does: the revision-1 ReplicaSet's template, minus its hash label,
+    // back into the Deployment.
+    let revision_of = |rs: &Value| {
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let rss = list(&client, "replicasets", "default").await;
+    let first = rss
+        .iter()
+        .find(|r| revision_of(r) == "1")
+        .expect("revision 1 is kept")
+        .clone();
+    let mut template = first["spec"]["template"].clone();
+    template["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("pod-template-hash");
+    client
+        .patch(
+            "deployments",
+            "default",
+            "web",
+            &json!({"spec": {"template": template}}),
+            "",
+        )
+        .await
+        .unwrap();
+    wait_for_ready_images(&client, "web", &[("demo:1", 2)]).await;
+
+    wait_until(
+        "the first replica set to come back as revision 3",
+        async || {
+            let rs = client
+                .get(
+                    "replicasets",
+                    "default",
+                    first["metadata"]["name"].as_str().unwrap(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let d = client
+                .get("deployments", "default", "web")
+                .await
+                .map_err(|e| e.to_string())?;
+            (revision_of(&rs) == "3" && revision_of(&d) == "3")
+                .then_some(())
+                .ok_or_else(|| format!("rs {}, deployment {}", revision_of(&rs), revision_of(&d)))
+        },
+    )
+    .await;
+    assert_eq!(
+        list(&client, "replicasets", "default").await.len(),
+        2,
+        "no third ReplicaSet"
+    );
+}
