@@ -8,7 +8,10 @@ use std::{collections::BTreeMap, time::Duration};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use skiff_api::client::{Client, DeleteParams, EventType, ListParams, WatchParams};
-use skiff_tests::control::{Backend, ControlPlane};
+use skiff_tests::{
+    control::{Backend, ControlPlane},
+    process::workspace_binary,
+};
 use tokio::task::JoinHandle;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -341,72 +344,81 @@ async fn rolling_update_replaces_every_pod_and_never_has_fewer_than_replicas_min
     .await;
 }
 
+/// Runs the real `skiffctl` against `control`; returns stdout, or panics with its output.
+async fn skiffctl(control: &ControlPlane, args: &[&str]) -> String {
+    let mut command = std::process::Command::new(workspace_binary("skiffctl"));
+    command
+        .args(args)
+        .env("SKIFFCONFIG", control.admin_config_path())
+        .stdin(std::process::Stdio::null());
+    let what = format!("skiffctl {args:?}");
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("skiffctl runs");
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollback_by_copying_an_old_template_returns_to_it_as_a_new_revision() {
-    let (_control, client) = start().await;
+async fn rollout_undo_goes_back_to_the_previous_template_as_a_new_revision() {
+    let (control, client) = start().await;
     hollow_node(&client, "node-a", json!({}), json!([])).await;
     let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
     let d = deployment("web", 2, "demo:1", json!({"type": "RollingUpdate"}));
     client.create("deployments", "default", &d).await.unwrap();
-    wait_for_ready_images(&client, "web", &[("demo:1", 2)]).await;
-    set_image(&client, "web", "demo:2").await;
-    wait_for_ready_images(&client, "web", &[("demo:2", 2)]).await;
-
-    // What `rollout undo` does: the revision-1 ReplicaSet's template, minus its hash label,
-    // back into the Deployment.
-    let revision_of = |rs: &Value| {
-        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let rss = list(&client, "replicasets", "default").await;
-    let first = rss
-        .iter()
-        .find(|r| revision_of(r) == "1")
-        .expect("revision 1 is kept")
-        .clone();
-    let mut template = first["spec"]["template"].clone();
-    template["metadata"]["labels"]
-        .as_object_mut()
-        .unwrap()
-        .remove("pod-template-hash");
-    client
-        .patch(
-            "deployments",
-            "default",
-            "web",
-            &json!({"spec": {"template": template}}),
-            "",
-        )
-        .await
-        .unwrap();
-    wait_for_ready_images(&client, "web", &[("demo:1", 2)]).await;
-
-    wait_until(
-        "the first replica set to come back as revision 3",
-        async || {
-            let rs = client
-                .get(
-                    "replicasets",
-                    "default",
-                    first["metadata"]["name"].as_str().unwrap(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            let d = client
-                .get("deployments", "default", "web")
-                .await
-                .map_err(|e| e.to_string())?;
-            (revision_of(&rs) == "3" && revision_of(&d) == "3")
-                .then_some(())
-                .ok_or_else(|| format!("rs {}, deployment {}", revision_of(&rs), revision_of(&d)))
-        },
+    let status = skiffctl(
+        &control,
+        &["rollout", "status", "deployment/web", "--timeout", "60s"],
     )
     .await;
+    assert!(
+        status.ends_with("deployment \"web\" successfully rolled out\n"),
+        "{status}"
+    );
+    set_image(&client, "web", "demo:2").await;
+    let status = skiffctl(
+        &control,
+        &["rollout", "status", "deploy/web", "--timeout", "60s"],
+    )
+    .await;
+    assert!(
+        status.ends_with("deployment \"web\" successfully rolled out\n"),
+        "{status}"
+    );
+    wait_for_ready_images(&client, "web", &[("demo:2", 2)]).await;
+    let history = skiffctl(&control, &["rollout", "history", "deployment/web"]).await;
+    assert_eq!(
+        history,
+        "deployment.apps/web\nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n"
+    );
+
+    let undo = skiffctl(&control, &["rollout", "undo", "deployment/web"]).await;
+    assert_eq!(undo, "deployment.apps/web rolled back\n");
+    wait_for_ready_images(&client, "web", &[("demo:1", 2)]).await;
+    skiffctl(
+        &control,
+        &["rollout", "status", "deployment/web", "--timeout", "60s"],
+    )
+    .await;
+    let history = skiffctl(&control, &["rollout", "history", "deployment/web"]).await;
+    assert_eq!(
+        history,
+        "deployment.apps/web\nREVISION  CHANGE-CAUSE\n2         <none>\n3         <none>\n",
+        "revision 1 came back as 3"
+    );
     assert_eq!(
         list(&client, "replicasets", "default").await.len(),
         2,
         "no third ReplicaSet"
     );
+
+    let scaled = skiffctl(&control, &["scale", "--replicas=3", "deployment/web"]).await;
+    assert_eq!(scaled, "deployment.apps/web scaled\n");
+    wait_for_ready_images(&client, "web", &[("demo:1", 3)]).await;
 }

@@ -8,6 +8,8 @@ pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod get;
+pub mod rollout;
+pub mod scale;
 
 use crate::{
     cli::{Cli, Command},
@@ -43,6 +45,8 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Get(args) => get::run(&session, args).await,
         Command::Describe(args) => describe::run(&session, args).await,
         Command::Delete(args) => delete::run(&session, args).await,
+        Command::Rollout(args) => rollout::run(&session, args).await,
+        Command::Scale(args) => scale::run(&session, args).await,
         Command::Completion(_) | Command::ApiResources(_) => Ok(()),
     }
 }
