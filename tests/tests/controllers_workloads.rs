@@ -45,6 +45,10 @@ async fn hollow_node(client: &Client, name: &str, labels: Value, taints: Value) 
 enum PodOutcome {
     /// Running and Ready.
     BecomeReady,
+    /// Ran to completion (phase Succeeded).
+    Succeed,
+    /// Its container failed (phase Failed).
+    Fail,
 }
 
 /// The test playing the kubelet for every node: it marks bound pending pods with an
@@ -104,6 +108,8 @@ async fn play_kubelet_for(client: &Client, namespace: &str, pod: &Value, outcome
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()},
             {"type": "Ready", "status": "True", "lastTransitionTime": now()},
         ]}),
+        PodOutcome::Succeed => json!({"phase": "Succeeded"}),
+        PodOutcome::Fail => json!({"phase": "Failed"}),
     };
     let _ = client
         .patch(
@@ -421,4 +427,122 @@ async fn rollout_undo_goes_back_to_the_previous_template_as_a_new_revision() {
     let scaled = skiffctl(&control, &["scale", "--replicas=3", "deployment/web"]).await;
     assert_eq!(scaled, "deployment.apps/web scaled\n");
     wait_for_ready_images(&client, "web", &[("demo:1", 3)]).await;
+}
+
+fn job(name: &str, completions: i32, parallelism: i32, backoff_limit: i32) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "completions": completions,
+            "parallelism": parallelism,
+            "backoffLimit": backoff_limit,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [
+                {"name": "main", "image": "demo:1", "resources": {"requests": {"cpu": "10m"}}}]}}
+        }
+    })
+}
+
+fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_ && c["status"] == "True")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_with_five_completions_and_parallelism_two_completes() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    client
+        .create("jobs", "default", &job("batch", 5, 2, 6))
+        .await
+        .unwrap();
+
+    // Watch the job's pods while the played kubelet finishes them: never more than two run.
+    let listed = client
+        .list("pods", "default", &ListParams::default())
+        .await
+        .unwrap();
+    let params = WatchParams {
+        resource_version: listed.resource_version,
+        ..Default::default()
+    };
+    let mut events = client.watch("pods", "default", &params).await.unwrap();
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::Succeed);
+    let mut pods: BTreeMap<String, Value> = BTreeMap::new();
+    let mut most_running = 0;
+    let finished = wait_until("the job to complete", async || {
+        while let Ok(Some(Ok(event))) =
+            tokio::time::timeout(Duration::from_millis(10), events.next()).await
+        {
+            let name = event.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if event.event_type == EventType::Deleted {
+                pods.remove(&name);
+            } else if event.event_type != EventType::Bookmark {
+                pods.insert(name, event.object);
+            }
+            let running = pods
+                .values()
+                .filter(|p| p["status"]["phase"] != "Succeeded" && p["status"]["phase"] != "Failed")
+                .count();
+            most_running = most_running.max(running);
+        }
+        let j = client
+            .get("jobs", "default", "batch")
+            .await
+            .map_err(|e| e.to_string())?;
+        condition(&j, "Complete")
+            .is_some()
+            .then(|| j.clone())
+            .ok_or_else(|| j["status"].to_string())
+    })
+    .await;
+    assert_eq!(finished["status"]["succeeded"], 5);
+    assert_eq!(finished["status"]["failed"].as_i64().unwrap_or(0), 0);
+    assert!(finished["status"]["completionTime"].is_string());
+    assert!(finished["status"]["startTime"].is_string());
+    assert!(
+        most_running <= 2,
+        "at most parallelism pods ran at once, saw {most_running}"
+    );
+    let succeeded = list(&client, "pods", "default")
+        .await
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Succeeded")
+        .count();
+    assert_eq!(succeeded, 5, "exactly five pods were run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_whose_pods_keep_failing_fails_with_backoff_limit_exceeded() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::Fail);
+    client
+        .create("jobs", "default", &job("doomed", 1, 1, 2))
+        .await
+        .unwrap();
+    let failed = wait_until("the job to fail", async || {
+        let j = client
+            .get("jobs", "default", "doomed")
+            .await
+            .map_err(|e| e.to_string())?;
+        condition(&j, "Failed")
+            .cloned()
+            .ok_or_else(|| j["status"].to_string())
+    })
+    .await;
+    assert_eq!(failed["reason"], "BackoffLimitExceeded");
+    let j = client.get("jobs", "default", "doomed").await.unwrap();
+    assert_eq!(
+        j["status"]["failed"], 3,
+        "backoffLimit 2: the third failure fails the job"
+    );
+    assert!(condition(&j, "Complete").is_none());
+    let pods = list(&client, "pods", "default").await;
+    assert_eq!(pods.len(), 3, "no pod is started after the job failed");
 }

@@ -5,6 +5,7 @@
 
 pub mod deployment;
 pub mod expectations;
+pub mod job;
 pub mod pods;
 pub mod replicaset;
 pub mod runner;
@@ -67,6 +68,7 @@ type Runner = fn(Context, Stop) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 const CONTROLLERS: &[(&str, Runner)] = &[
     ("replicaset", replicaset::run),
     ("deployment", deployment::run),
+    ("job", job::run),
 ];
 
 /// Runs every controller until `stop` fires, then waits for them to finish.
