@@ -546,3 +546,124 @@ async fn job_whose_pods_keep_failing_fails_with_backoff_limit_exceeded() {
     let pods = list(&client, "pods", "default").await;
     assert_eq!(pods.len(), 3, "no pod is started after the job failed");
 }
+
+fn daemon_set(name: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": image,
+                    "resources": {"requests": {"cpu": "10m"}}}]}
+            }
+        }
+    })
+}
+
+/// Node name -> image of the app's ready pods, when every pod of the app is bound.
+async fn ready_pods_by_node(
+    client: &Client,
+    app: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let pods: Vec<Value> = list(client, "pods", "default")
+        .await
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == app)
+        .collect();
+    let mut by_node = BTreeMap::new();
+    for pod in &pods {
+        let node = pod["spec"]["nodeName"]
+            .as_str()
+            .ok_or("a pod is not bound yet")?;
+        if !is_ready(pod) {
+            return Err(format!(
+                "{} on {node} is not ready",
+                pod["metadata"]["name"]
+            ));
+        }
+        if by_node
+            .insert(node.to_string(), image(pod).to_string())
+            .is_some()
+        {
+            return Err(format!("two pods on {node}"));
+        }
+    }
+    Ok(by_node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_set_runs_one_pod_per_eligible_node_and_rolls_them_one_at_a_time() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    hollow_node(&client, "node-b", json!({}), json!([])).await;
+    let taint = json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]);
+    hollow_node(&client, "node-db", json!({}), taint).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
+    client
+        .create("daemonsets", "default", &daemon_set("agent", "demo:1"))
+        .await
+        .unwrap();
+
+    let want = |image: &str| -> BTreeMap<String, String> {
+        ["node-a", "node-b"]
+            .iter()
+            .map(|n| (n.to_string(), image.to_string()))
+            .collect()
+    };
+    wait_until("one agent pod on each untainted node", async || {
+        let have = ready_pods_by_node(&client, "agent").await?;
+        (have == want("demo:1"))
+            .then_some(())
+            .ok_or_else(|| format!("{have:?}"))
+    })
+    .await;
+
+    // A new node gets its pod too.
+    hollow_node(&client, "node-c", json!({}), json!([])).await;
+    wait_until("an agent pod on the new node", async || {
+        let have = ready_pods_by_node(&client, "agent").await?;
+        (have.len() == 3)
+            .then_some(())
+            .ok_or_else(|| format!("{have:?}"))
+    })
+    .await;
+
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": "demo:2", "resources": {"requests": {"cpu": "10m"}}}]}}}});
+    client
+        .patch("daemonsets", "default", "agent", &patch, "")
+        .await
+        .unwrap();
+    let mut lowest_ready = usize::MAX;
+    wait_until("every agent pod to run demo:2", async || {
+        let pods = list(&client, "pods", "default").await;
+        lowest_ready = lowest_ready.min(pods.iter().filter(|p| is_ready(p)).count());
+        let have = ready_pods_by_node(&client, "agent").await?;
+        (have.len() == 3 && have.values().all(|i| i == "demo:2"))
+            .then_some(())
+            .ok_or_else(|| format!("{have:?}"))
+    })
+    .await;
+    assert!(
+        lowest_ready >= 2,
+        "maxUnavailable 1 of 3: at least 2 ready, saw {lowest_ready}"
+    );
+    wait_until(
+        "the status to count three updated, available pods",
+        async || {
+            let ds = client
+                .get("daemonsets", "default", "agent")
+                .await
+                .map_err(|e| e.to_string())?;
+            let s = &ds["status"];
+            (s["desiredNumberScheduled"] == 3
+                && s["updatedNumberScheduled"] == 3
+                && s["numberAvailable"] == 3)
+                .then_some(())
+                .ok_or_else(|| s.to_string())
+        },
+    )
+    .await;
+}

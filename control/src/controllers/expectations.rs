@@ -46,25 +46,27 @@ impl Expectations {
 
     /// `key` is about to create `count` objects.
     pub fn expect_creations(&self, key: &ObjectKey, count: usize) {
-        self.with(|keys| {
-            keys.insert(
-                key.clone(),
-                Expected {
-                    creations: i64::try_from(count).unwrap_or(i64::MAX),
-                    deletions: HashSet::new(),
-                    at: Instant::now(),
-                },
-            );
-        });
+        self.expect(key, count, []);
     }
 
     /// `key` is about to delete the objects with these uids.
     pub fn expect_deletions(&self, key: &ObjectKey, uids: impl IntoIterator<Item = String>) {
+        self.expect(key, 0, uids);
+    }
+
+    /// `key` is about to create `creations` objects and delete the objects with `uids`
+    /// (replacing whatever it expected before).
+    pub fn expect(
+        &self,
+        key: &ObjectKey,
+        creations: usize,
+        uids: impl IntoIterator<Item = String>,
+    ) {
         self.with(|keys| {
             keys.insert(
                 key.clone(),
                 Expected {
-                    creations: 0,
+                    creations: i64::try_from(creations).unwrap_or(i64::MAX),
                     deletions: uids.into_iter().collect(),
                     at: Instant::now(),
                 },

@@ -3,6 +3,7 @@
 //! work queue, and `reconcile(key)` reads the caches (never the event payload) and acts.
 //! They run only in the `skiff-control` instance that holds the leader Lease.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
 pub mod job;
@@ -69,6 +70,7 @@ const CONTROLLERS: &[(&str, Runner)] = &[
     ("replicaset", replicaset::run),
     ("deployment", deployment::run),
     ("job", job::run),
+    ("daemonset", daemonset::run),
 ];
 
 /// Runs every controller until `stop` fires, then waits for them to finish.
