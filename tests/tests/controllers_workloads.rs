@@ -667,3 +667,126 @@ async fn daemon_set_runs_one_pod_per_eligible_node_and_rolls_them_one_at_a_time(
     )
     .await;
 }
+
+/// Objects of `resource` labelled `app`.
+async fn of_app(client: &Client, resource: &str, app: &str) -> Vec<Value> {
+    list(client, resource, "default")
+        .await
+        .into_iter()
+        .filter(|o| o["metadata"]["labels"]["app"] == app)
+        .collect()
+}
+
+async fn delete_with(client: &Client, name: &str, policy: &str) -> Value {
+    let params = DeleteParams {
+        propagation_policy: policy.into(),
+        ..Default::default()
+    };
+    client
+        .delete("deployments", "default", name, &params)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_deployment_in_the_background_or_foreground_removes_its_replica_sets_and_pods() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
+    for name in ["web-bg", "web-fg"] {
+        let d = deployment(name, 2, "demo:1", json!({"type": "RollingUpdate"}));
+        client.create("deployments", "default", &d).await.unwrap();
+        wait_for_ready_images(&client, name, &[("demo:1", 2)]).await;
+    }
+
+    delete_with(&client, "web-bg", "Background").await;
+    wait_until(
+        "web-bg's replica set and pods to be collected",
+        async || {
+            let (rss, pods) = (
+                of_app(&client, "replicasets", "web-bg").await,
+                of_app(&client, "pods", "web-bg").await,
+            );
+            (rss.is_empty() && pods.is_empty())
+                .then_some(())
+                .ok_or_else(|| format!("{} replica sets, {} pods", rss.len(), pods.len()))
+        },
+    )
+    .await;
+
+    let marked = delete_with(&client, "web-fg", "Foreground").await;
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        marked["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    wait_until(
+        "web-fg to be deleted after everything it owns",
+        async || {
+            match client.get("deployments", "default", "web-fg").await {
+                Ok(d) => Err(format!(
+                    "still there: finalizers {}",
+                    d["metadata"]["finalizers"]
+                )),
+                Err(e) if e.is(skiff_api::status::Reason::NotFound) => {
+                    // Foreground: once the owner is gone, its dependents are already gone.
+                    let (rss, pods) = (
+                        of_app(&client, "replicasets", "web-fg").await,
+                        of_app(&client, "pods", "web-fg").await,
+                    );
+                    assert!(
+                        rss.is_empty() && pods.is_empty(),
+                        "the owner went before {} replica sets and {} pods",
+                        rss.len(),
+                        pods.len()
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_deployment_with_the_orphan_policy_leaves_its_replica_set_and_pods() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
+    let d = deployment("web", 2, "demo:1", json!({"type": "RollingUpdate"}));
+    client.create("deployments", "default", &d).await.unwrap();
+    wait_for_ready_images(&client, "web", &[("demo:1", 2)]).await;
+    let pods_before: Vec<String> = of_app(&client, "pods", "web")
+        .await
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+
+    delete_with(&client, "web", "Orphan").await;
+    wait_until("the deployment to be gone", async || {
+        match client.get("deployments", "default", "web").await {
+            Ok(d) => Err(format!("finalizers {}", d["metadata"]["finalizers"])),
+            Err(_) => Ok(()),
+        }
+    })
+    .await;
+    // Give the collector time to do the wrong thing, then look.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = of_app(&client, "replicasets", "web").await;
+    assert_eq!(rss.len(), 1, "the replica set stays");
+    assert!(
+        rss[0]["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "and has no owner: {}",
+        rss[0]["metadata"]
+    );
+    let pods_after: Vec<String> = of_app(&client, "pods", "web")
+        .await
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pods_after, pods_before, "the same pods keep running");
+}

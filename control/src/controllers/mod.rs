@@ -6,6 +6,7 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
+pub mod garbage_collector;
 pub mod job;
 pub mod pods;
 pub mod replicaset;
@@ -71,6 +72,7 @@ const CONTROLLERS: &[(&str, Runner)] = &[
     ("deployment", deployment::run),
     ("job", job::run),
     ("daemonset", daemonset::run),
+    ("garbagecollector", garbage_collector::run),
 ];
 
 /// Runs every controller until `stop` fires, then waits for them to finish.
