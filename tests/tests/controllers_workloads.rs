@@ -790,3 +790,121 @@ async fn deleting_a_deployment_with_the_orphan_policy_leaves_its_replica_set_and
         .collect();
     assert_eq!(pods_after, pods_before, "the same pods keep running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_job_is_deleted_with_its_pods_after_ttl_seconds_after_finished() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::Succeed);
+    let mut j = job("short-lived", 2, 2, 6);
+    j["spec"]["ttlSecondsAfterFinished"] = json!(2);
+    client.create("jobs", "default", &j).await.unwrap();
+    let completed = wait_until("the job to complete", async || {
+        let j = client
+            .get("jobs", "default", "short-lived")
+            .await
+            .map_err(|e| e.to_string())?;
+        condition(&j, "Complete")
+            .is_some()
+            .then(|| j.clone())
+            .ok_or_else(|| j["status"].to_string())
+    })
+    .await;
+    let finished_at = std::time::Instant::now();
+    assert_eq!(completed["status"]["succeeded"], 2);
+    wait_until("the job and its pods to be deleted", async || {
+        let job = client.get("jobs", "default", "short-lived").await;
+        let pods = list(&client, "pods", "default").await;
+        (job.is_err() && pods.is_empty())
+            .then_some(())
+            .ok_or_else(|| format!("job still there: {}, {} pods", job.is_ok(), pods.len()))
+    })
+    .await;
+    assert!(
+        finished_at.elapsed() >= Duration::from_secs(1),
+        "not deleted before its TTL ({:?} after completion was seen)",
+        finished_at.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_that_makes_no_progress_reports_progress_deadline_exceeded() {
+    let (control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    // No kubelet plays here: the pods are bound but never become ready.
+    let mut d = deployment("stuck", 2, "demo:1", json!({"type": "RollingUpdate"}));
+    d["spec"]["progressDeadlineSeconds"] = json!(2);
+    client.create("deployments", "default", &d).await.unwrap();
+    let progressing = wait_until("Progressing=False", async || {
+        let d = client
+            .get("deployments", "default", "stuck")
+            .await
+            .map_err(|e| e.to_string())?;
+        let c = d["status"]["conditions"]
+            .as_array()
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["type"] == "Progressing" && c["status"] == "False")
+            })
+            .cloned();
+        c.ok_or_else(|| d["status"].to_string())
+    })
+    .await;
+    assert_eq!(progressing["reason"], "ProgressDeadlineExceeded");
+
+    let mut command = std::process::Command::new(workspace_binary("skiffctl"));
+    command
+        .args(["rollout", "status", "deployment/stuck"])
+        .env("SKIFFCONFIG", control.admin_config_path());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: deployment \"stuck\" exceeded its progress deadline"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_deployment_rolls_out_a_new_template_only_after_resume() {
+    let (control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
+    let d = deployment("web", 2, "demo:1", json!({"type": "RollingUpdate"}));
+    client.create("deployments", "default", &d).await.unwrap();
+    wait_for_ready_images(&client, "web", &[("demo:1", 2)]).await;
+
+    assert_eq!(
+        skiffctl(&control, &["rollout", "pause", "deployment/web"]).await,
+        "deployment.apps/web paused\n"
+    );
+    set_image(&client, "web", "demo:2").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ready_images(&client, "web").await,
+        BTreeMap::from([("demo:1".to_string(), 2)])
+    );
+    assert_eq!(
+        list(&client, "replicasets", "default").await.len(),
+        1,
+        "no new ReplicaSet while paused"
+    );
+
+    assert_eq!(
+        skiffctl(&control, &["rollout", "resume", "deployment/web"]).await,
+        "deployment.apps/web resumed\n"
+    );
+    wait_for_ready_images(&client, "web", &[("demo:2", 2)]).await;
+    assert_eq!(
+        skiffctl(&control, &["rollout", "restart", "deployment/web"]).await,
+        "deployment.apps/web restarted\n"
+    );
+    wait_until("a third revision after the restart", async || {
+        let h = skiffctl(&control, &["rollout", "history", "deployment/web"]).await;
+        h.contains("\n3 ").then_some(()).ok_or(h)
+    })
+    .await;
+    wait_for_ready_images(&client, "web", &[("demo:2", 2)]).await;
+}
