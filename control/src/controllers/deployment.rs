@@ -40,6 +40,8 @@ pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 /// replicas + maxSurge when the ReplicaSet was last scaled.
 pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
+/// Why a revision was made (kubectl's `--record`), copied to the new ReplicaSet.
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 
 /// Why a Deployment could not be synced (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -365,13 +367,29 @@ impl<W: Writes> DeploymentSync<W> {
             .max()
             .unwrap_or(0);
         let mut current = revision(&rs.object.metadata);
+        let mut annotations = serde_json::Map::new();
         if current <= max_old {
             current = max_old + 1;
+            annotations.insert(REVISION.into(), json!(current.to_string()));
+        }
+        // The new ReplicaSet carries the Deployment's change-cause (rollout history's column).
+        let cause = |meta: &ObjectMeta| {
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(CHANGE_CAUSE))
+                .cloned()
+        };
+        if let Some(wanted) = cause(&d.metadata)
+            && cause(&rs.object.metadata).as_ref() != Some(&wanted)
+        {
+            annotations.insert(CHANGE_CAUSE.into(), json!(wanted));
+        }
+        if !annotations.is_empty() {
             self.patch(
                 key,
                 "replicasets",
                 &rs.name(),
-                json!({"metadata": {"annotations": {REVISION: current.to_string()}}}),
+                json!({"metadata": {"annotations": annotations}}),
             )
             .await?;
         }
@@ -465,6 +483,15 @@ impl<W: Writes> DeploymentSync<W> {
                 "template": template,
             },
         });
+        let mut rs = rs;
+        if let Some(cause) = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CHANGE_CAUSE))
+        {
+            rs["metadata"]["annotations"][CHANGE_CAUSE] = json!(cause);
+        }
         match self.writes.create("replicasets", &key.namespace, rs).await {
             Ok(made) => {
                 let object: ReplicaSet = serde_json::from_value(made).unwrap_or_default();
@@ -1241,6 +1268,27 @@ mod tests {
             .find(|c| c["type"] == "Progressing")
             .unwrap();
         assert_eq!(progressing["reason"], "NewReplicaSetCreated");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_replica_set_carries_the_deployments_change_cause() {
+        let mut d = deployment(1, "img:1", 1, 0);
+        d.metadata.annotations = Some(label_map(&[(CHANGE_CAUSE, "skiffctl set image")]));
+        let s = sync(d.clone(), &[]);
+        s.reconcile(&key(), at(0)).await.unwrap();
+        let created = &s.writes.of("create", "replicasets")[0].body;
+        assert_eq!(
+            created["metadata"]["annotations"][CHANGE_CAUSE],
+            "skiffctl set image"
+        );
+
+        let s = sync(d.clone(), &[rs(&d, "img:1", 1, 1, 1, 0)]);
+        s.reconcile(&key(), at(0)).await.unwrap();
+        let patch = &s.writes.of("patch", "replicasets")[0].body;
+        assert_eq!(
+            patch["metadata"]["annotations"][CHANGE_CAUSE],
+            "skiffctl set image"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -680,6 +680,12 @@ mod tests {
             ]
         );
         assert!(!s.expectations.satisfied(&key()));
+        let status = &s.writes.of("patch-status", "replicasets")[0].body["status"];
+        assert_eq!(
+            status["replicas"], 1,
+            "pods deleted just now no longer count"
+        );
+        assert_eq!(status["availableReplicas"], 1);
     }
 
     #[tokio::test(start_paused = true)]
