@@ -3,7 +3,10 @@
 //! with no agent) that the real scheduler binds pods to. No kubelet runs here, so the test
 //! plays its part: [`PlayedKubelet`] writes pod status and finishes pod deletions.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -907,4 +910,111 @@ async fn paused_deployment_rolls_out_a_new_template_only_after_resume() {
     })
     .await;
     wait_for_ready_images(&client, "web", &[("demo:2", 2)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_stops_every_old_pod_before_any_new_one_exists() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
+    let d = deployment("web", 3, "demo:1", json!({"type": "Recreate"}));
+    client.create("deployments", "default", &d).await.unwrap();
+    wait_for_ready_images(&client, "web", &[("demo:1", 3)]).await;
+
+    let listed = client
+        .list("pods", "default", &ListParams::default())
+        .await
+        .unwrap();
+    let mut old: BTreeSet<String> = names(&listed.items);
+    let params = WatchParams {
+        resource_version: listed.resource_version,
+        ..Default::default()
+    };
+    let mut events = client.watch("pods", "default", &params).await.unwrap();
+    set_image(&client, "web", "demo:2").await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut new = BTreeSet::new();
+    while new.len() < 3 {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("the rollout finishes within the deadline")
+            .expect("the watch stays open")
+            .unwrap();
+        let name = event.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match event.event_type {
+            EventType::Deleted => {
+                old.remove(&name);
+            }
+            EventType::Added => {
+                assert_eq!(image(&event.object), "demo:2");
+                assert!(
+                    old.is_empty(),
+                    "{name} was created while old pods {old:?} still existed"
+                );
+                new.insert(name);
+            }
+            _ => {}
+        }
+    }
+    wait_for_ready_images(&client, "web", &[("demo:2", 3)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_set_adopts_a_matching_orphan_and_releases_a_pod_relabelled_away() {
+    let (_control, client) = start().await;
+    hollow_node(&client, "node-a", json!({}), json!([])).await;
+    let _kubelet = PlayedKubelet::start(&client, "default", PodOutcome::BecomeReady);
+    let orphan = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "orphan", "labels": {"app": "cache"}},
+        "spec": {"containers": [{"name": "main", "image": "demo:1"}]}});
+    client.create("pods", "default", &orphan).await.unwrap();
+    // Ready first, so that every watcher (the controller's cache too) has seen it.
+    wait_for_ready_images(&client, "cache", &[("demo:1", 1)]).await;
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "cache"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "cache"}},
+            "template": {"metadata": {"labels": {"app": "cache"}},
+                "spec": {"containers": [{"name": "main", "image": "demo:1"}]}}}});
+    let rs = client.create("replicasets", "default", &rs).await.unwrap();
+    wait_for_ready_images(&client, "cache", &[("demo:1", 2)]).await;
+    let adopted = client.get("pods", "default", "orphan").await.unwrap();
+    assert_eq!(
+        adopted["metadata"]["ownerReferences"][0]["uid"], rs["metadata"]["uid"],
+        "the orphan counts as one of the two"
+    );
+
+    // Relabelled away: released, and replaced.
+    let patch = json!({"metadata": {"labels": {"app": "debugging"}}});
+    client
+        .patch("pods", "default", "orphan", &patch, "")
+        .await
+        .unwrap();
+    wait_for_ready_images(&client, "cache", &[("demo:1", 2)]).await;
+    wait_until("the relabelled pod to lose its owner", async || {
+        let pod = client
+            .get("pods", "default", "orphan")
+            .await
+            .map_err(|e| e.to_string())?;
+        pod["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+            .then_some(())
+            .ok_or_else(|| pod["metadata"].to_string())
+    })
+    .await;
+}
+
+fn names(objects: &[Value]) -> BTreeSet<String> {
+    objects
+        .iter()
+        .map(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
 }
