@@ -25,6 +25,20 @@ async fn start() -> (ControlPlane, Client) {
         .unwrap()
         .unwrap();
     let client = control.admin_client().unwrap();
+    // Objects made before an instance leads would race its scheduler's first lists; the
+    // tests start once the controllers and the scheduler run.
+    wait_until("skiff-control to take the leader lease", async || {
+        let lease = client
+            .get("leases", "kube-system", "skiff-control")
+            .await
+            .map_err(|e| e.to_string())?;
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty())
+            .then_some(())
+            .ok_or_else(|| lease.to_string())
+    })
+    .await;
     (control, client)
 }
 
@@ -201,7 +215,22 @@ async fn wait_for_ready_images(client: &Client, app: &str, want: &[(&str, usize)
         if have == want && all.len() == want.values().sum::<usize>() {
             Ok(())
         } else {
-            Err(format!("ready {have:?}, {} pods in all", all.len()))
+            let states: Vec<String> = all
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} node={} phase={} terminating={}",
+                        p["metadata"]["name"],
+                        p["spec"]["nodeName"],
+                        p["status"]["phase"],
+                        p["metadata"]["deletionTimestamp"].is_string()
+                    )
+                })
+                .collect();
+            Err(format!(
+                "ready {have:?}, {} pods in all: {states:?}",
+                all.len()
+            ))
         }
     })
     .await;
