@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{api_resources, apply, completion, create, dataplane, delete, describe, get};
+use crate::commands::{
+    api_resources, apply, completion, create, dataplane, delete, describe, get, rollout, scale,
+};
 use crate::config::ConnectionArgs;
 
 /// skiffctl controls a Skiff cluster, with kubectl's verbs and habits.
@@ -36,6 +38,10 @@ pub enum Command {
     Describe(describe::DescribeArgs),
     /// Delete objects by type and name, by label, or as named in manifests
     Delete(delete::DeleteArgs),
+    /// Follow, pause, resume, restart or undo a deployment's rollout
+    Rollout(rollout::RolloutArgs),
+    /// Set the number of replicas of a deployment or replica set
+    Scale(scale::ScaleArgs),
     /// List the resource types the server serves, with their short names
     ApiResources(api_resources::ApiResourcesArgs),
     /// Print a shell completion script (bash, zsh, fish, ...)

@@ -122,19 +122,31 @@ async fn manifest_round_trip_watch_and_conflict(backend: Backend) {
         )
         .await
         .unwrap();
-    let mut scaled = deployment.clone();
-    scaled["spec"]["replicas"] = json!(5);
-    let updated = client.update("deployments", "shop", &scaled).await.unwrap();
+    // The Deployment controller writes the object too (revision annotation, status): the
+    // update retries on Conflict from a fresh read, as a client does.
+    let updated = loop {
+        let mut scaled = client.get("deployments", "shop", "web").await.unwrap();
+        scaled["spec"]["replicas"] = json!(5);
+        match client.update("deployments", "shop", &scaled).await {
+            Err(e) if e.is(Reason::Conflict) => continue,
+            result => break result.unwrap(),
+        }
+    };
     assert_eq!(
         updated["metadata"]["generation"], 2,
         "a spec change bumps generation"
     );
-    let event = bounded("the watch event", watch.next())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(event.event_type, EventType::Modified);
-    assert_eq!(event.object["spec"]["replicas"], 5);
+    // Events before ours are the controller's; ours arrives with its resourceVersion.
+    let event = loop {
+        let event = bounded("the watch event", watch.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.event_type, EventType::Modified);
+        if event.object["spec"]["replicas"] == 5 {
+            break event;
+        }
+    };
     assert_eq!(
         event.resource_version,
         updated["metadata"]["resourceVersion"].as_str().unwrap()
@@ -162,10 +174,15 @@ async fn manifest_round_trip_watch_and_conflict(backend: Backend) {
         .delete("deployments", "shop", "web", &Default::default())
         .await
         .unwrap();
-    let event = bounded("the delete event", watch.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = loop {
+        let event = bounded("the delete event", watch.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if event.event_type != EventType::Modified {
+            break event;
+        }
+    };
     assert_eq!(event.event_type, EventType::Deleted);
     let gone = client.get("deployments", "shop", "web").await.unwrap_err();
     assert!(gone.is(Reason::NotFound));

@@ -622,6 +622,31 @@ impl Objects {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<Bytes, ApiError> {
+        // Without a precondition a concurrent write (a controller's status) is no reason to
+        // fail: read again and retry, as Kubernetes' GuaranteedUpdate does.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.delete_once(rt, namespace, name, options).await {
+                Err(e)
+                    if e.is(Reason::Conflict)
+                        && options.precondition_resource_version.is_none()
+                        && attempt < PATCH_ATTEMPTS =>
+                {
+                    continue;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn delete_once(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Bytes, ApiError> {
         let old = self.get_current(rt, namespace, name).await?;
         if let Some(rv) = &options.precondition_resource_version
             && *rv != old.mod_revision.to_string()

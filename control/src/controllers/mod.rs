@@ -4,13 +4,22 @@
 //! They run only in the `skiff-control` instance that holds the leader Lease.
 
 pub mod cluster_api;
+pub mod daemonset;
+pub mod deployment;
 pub mod endpoint_slice;
+pub mod expectations;
 mod feed;
+pub mod garbage_collector;
+pub mod job;
 pub mod load_balancer;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod pods;
+pub mod replicaset;
+pub mod runner;
 pub mod service_account;
+pub mod writes;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -82,6 +91,11 @@ type Runner = fn(Context, Stop) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Every controller, by the name kube-controller-manager gives it.
 const CONTROLLERS: &[(&str, Runner)] = &[
+    ("replicaset", replicaset::run),
+    ("deployment", deployment::run),
+    ("job", job::run),
+    ("daemonset", daemonset::run),
+    ("garbagecollector", garbage_collector::run),
     ("endpointslice-controller", |context, stop| {
         Box::pin(endpoint_slice::run(context, stop))
     }),

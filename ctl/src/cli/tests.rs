@@ -187,3 +187,57 @@ fn every_flag_of_every_command_has_help() {
     command.clone().debug_assert();
     check(&command, "skiffctl");
 }
+
+#[test]
+fn rollout_verbs_take_a_deployment_and_kubectl_flags() {
+    let cli = parse(&["rollout", "undo", "deployment/web", "--to-revision", "2"]);
+    let Command::Rollout(args) = cli.command else {
+        panic!("not rollout")
+    };
+    let rollout::RolloutCommand::Undo {
+        target,
+        to_revision,
+    } = args.command
+    else {
+        panic!("not undo")
+    };
+    assert_eq!(target.target, ["deployment/web"]);
+    assert_eq!(to_revision, 2);
+    let cli = parse(&[
+        "rollout",
+        "status",
+        "deploy",
+        "web",
+        "--watch=false",
+        "--timeout",
+        "1m",
+    ]);
+    let Command::Rollout(args) = cli.command else {
+        panic!("not rollout")
+    };
+    let rollout::RolloutCommand::Status {
+        target,
+        watch,
+        timeout,
+    } = args.command
+    else {
+        panic!("not status")
+    };
+    assert_eq!(target.target, ["deploy", "web"]);
+    assert!(!watch);
+    assert_eq!(timeout, std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn scale_takes_replicas_before_or_after_the_target() {
+    for argv in [
+        &["scale", "--replicas=3", "deployment/web"][..],
+        &["scale", "deployment/web", "--replicas", "3"][..],
+    ] {
+        let Command::Scale(args) = parse(argv).command else {
+            panic!("not scale")
+        };
+        assert_eq!(args.replicas, 3);
+        assert_eq!(args.targets, ["deployment/web"]);
+    }
+}

@@ -199,6 +199,23 @@ pub fn three_way_patch(original: Option<&Value>, modified: &Value) -> Value {
     }
 }
 
+/// The part of an object apply speaks for: everything but status and server or
+/// controller metadata (labels and the last-applied annotation stay).
+fn applied_view(object: &Value) -> Value {
+    let mut view = object.clone();
+    if let Some(map) = view.as_object_mut() {
+        map.remove("status");
+        map.insert(
+            "metadata".into(),
+            serde_json::json!({
+                "labels": object.pointer("/metadata/labels"),
+                "lastApplied": object.pointer(&format!("/metadata/annotations/{}", LAST_APPLIED.replace('/', "~1"))),
+            }),
+        );
+    }
+    view
+}
+
 fn resource_version(object: &Value) -> Option<&str> {
     object
         .pointer("/metadata/resourceVersion")
@@ -243,7 +260,11 @@ async fn apply_one(session: &Session, planned: &Planned) -> Result<(Outcome, Val
             "",
         )
         .await?;
-    let outcome = if resource_version(&updated) == resource_version(&live) {
+    // Unchanged when what apply owns is the same before and after; comparing versions
+    // alone would call a controller's concurrent status or annotation write ours.
+    let outcome = if resource_version(&updated) == resource_version(&live)
+        || applied_view(&updated) == applied_view(&live)
+    {
         Outcome::Unchanged
     } else {
         Outcome::Configured
@@ -319,6 +340,19 @@ mod tests {
     }
 
     const APP: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {app: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web}]\n";
+
+    #[test]
+    fn an_apply_is_unchanged_when_only_status_and_controller_annotations_moved() {
+        let live = json!({"metadata": {"resourceVersion": "1", "labels": {"a": "b"},
+            "annotations": {LAST_APPLIED: "x"}}, "spec": {"replicas": 2}});
+        let mut updated = live.clone();
+        updated["metadata"]["resourceVersion"] = json!("2");
+        updated["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
+        updated["status"] = json!({"replicas": 2});
+        assert_eq!(applied_view(&updated), applied_view(&live));
+        updated["spec"]["replicas"] = json!(3);
+        assert_ne!(applied_view(&updated), applied_view(&live));
+    }
 
     #[test]
     fn result_lines_name_the_kind_with_its_group_and_what_happened() {

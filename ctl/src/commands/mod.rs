@@ -9,6 +9,8 @@ pub mod dataplane;
 pub mod delete;
 pub mod describe;
 pub mod get;
+pub mod rollout;
+pub mod scale;
 
 use crate::{
     cli::{Cli, Command},
@@ -45,6 +47,8 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Get(args) => get::run(&session, args).await,
         Command::Describe(args) => describe::run(&session, args).await,
         Command::Delete(args) => delete::run(&session, args).await,
+        Command::Rollout(args) => rollout::run(&session, args).await,
+        Command::Scale(args) => scale::run(&session, args).await,
         Command::Completion(_) | Command::ApiResources(_) | Command::Dataplane(_) => Ok(()),
     }
 }
