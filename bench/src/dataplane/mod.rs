@@ -95,8 +95,10 @@ pub fn run(report: &mut Report) -> Result<()> {
         System::NftablesDelta,
         System::Skiff,
     ] {
-        measure_update(report, system, others, restore)
-            .with_context(|| format!("update latency of {}", system.name()))?;
+        // A failed update case leaves its rows out; the load figures are still printed.
+        if let Err(error) = measure_update(report, system, others, restore) {
+            eprintln!("warning: update latency of {}: {error:#}", system.name());
+        }
     }
     Ok(())
 }
@@ -207,7 +209,8 @@ fn measure_update(report: &mut Report, system: System, others: usize, restore: &
         mode: Mode::FirstSuccess,
         targets: vec![new.cluster_addr()],
         threads: 1,
-        duration_ms: 30_000,
+        // A full nft -f of 10,000 services takes about a minute on the project's machine.
+        duration_ms: 300_000,
     };
     let mut probe = loadgen::spawn(&programmed.topo.node, programmed.cgroup(), &spec)?;
     probe.ready()?;
