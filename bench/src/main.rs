@@ -41,6 +41,11 @@ enum Benchmark {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // The data-plane bench re-runs this binary as its load generator, inside a bench netns.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(dataplane::loadgen::LOADGEN_ARG) {
+        return dataplane::loadgen::main(args.get(2).map_or("", String::as_str));
+    }
     let cli = Cli::parse();
     let mut report = report::Report::default();
     match cli.name {

@@ -1,10 +1,6 @@
-//! The data-plane benchmark: Skiff's XDP programs measured beside their peers.
-//!
-//! Today it measures, through `BPF_PROG_TEST_RUN`, the nanoseconds per packet of the uplink
-//! XDP program next to an XDP program that only returns XDP_PASS (the floor): for a packet
-//! that is no service's (service lookup miss, passed) and for a NodePort packet of a
-//! tracked flow (conntrack hit, DNAT). The service-level comparisons with kube-proxy's
-//! iptables and nftables shapes are still to come.
+//! Nanoseconds per packet of the uplink XDP program through `BPF_PROG_TEST_RUN`, next to
+//! an XDP program that only returns XDP_PASS (the floor): for a packet that is no service's
+//! (lookup miss, passed) and for a NodePort packet of a tracked flow (conntrack hit, DNAT).
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 

@@ -1,0 +1,344 @@
+//! The data-plane benchmark: Skiff beside direct-to-pod traffic and kube-proxy's iptables
+//! and nftables rule shapes, at 1, 1,000 and 10,000 services, in bench-made namespaces.
+
+mod kube_proxy;
+pub mod loadgen;
+mod prog_test_run;
+mod services;
+mod topology;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddrV4,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, ensure};
+use skiff_agent::dataplane::{
+    Dataplane, LoadOptions, MapSizes,
+    lb_maps::KernelLbMaps,
+    maglev::Maglev,
+    services::{DesiredService, ServiceSync},
+};
+use skiff_ebpf_common::{
+    Backend, ServiceKey,
+    service::{BACKEND_LOCAL, PROTO_TCP, SERVICE_EXTERNAL},
+};
+use skiff_tests::cgroup::{TestCgroup, UNIFIED, require_cgroup2};
+
+use crate::report::{Report, SKIFF};
+use loadgen::{Mode, Outcome, Spec};
+use services::{SERVICE_PORT, Service};
+use topology::{EchoServer, NODE_IP, Topology};
+
+/// Service counts measured.
+const COUNTS: [usize; 3] = [1, 1_000, 10_000];
+/// Client threads of the load generator.
+const THREADS: usize = 4;
+/// How long each load case runs.
+const CASE_MS: u64 = 2_000;
+/// Services a load spreads its connections over (evenly over the set).
+const TARGETS: usize = 64;
+/// Maglev table size for the bench's services (two endpoints each).
+const TABLE_SIZE: u32 = 251;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum System {
+    /// Straight to the pod IP: no load balancing at all.
+    Direct,
+    Iptables,
+    Nftables,
+    /// kube-proxy's nftables mode sending only the changed service (update latency only).
+    NftablesDelta,
+    Skiff,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Iptables => "iptables",
+            Self::Nftables => "nftables",
+            Self::NftablesDelta => "nftables-delta",
+            Self::Skiff => SKIFF,
+        }
+    }
+}
+
+pub fn run(report: &mut Report) -> Result<()> {
+    require_cgroup2(std::path::Path::new(UNIFIED))?;
+    let restore = kube_proxy::iptables_restore();
+    println!("kube-proxy's iptables shape is loaded with {restore}; nftables with nft -f");
+    prog_test_run::run(report)?;
+    for count in COUNTS {
+        let set = services::services(count);
+        for system in [
+            System::Direct,
+            System::Iptables,
+            System::Nftables,
+            System::Skiff,
+        ] {
+            let started = Instant::now();
+            measure_load(report, system, &set, restore)
+                .with_context(|| format!("{} at {count} services", system.name()))?;
+            eprintln!(
+                "measured {} at {count} services in {:.1?}",
+                system.name(),
+                started.elapsed()
+            );
+        }
+    }
+    let others = *COUNTS.last().expect("counts");
+    for system in [
+        System::Iptables,
+        System::Nftables,
+        System::NftablesDelta,
+        System::Skiff,
+    ] {
+        // A failed update case leaves its rows out; the load figures are still printed.
+        if let Err(error) = measure_update(report, system, others, restore) {
+            eprintln!("warning: update latency of {}: {error:#}", system.name());
+        }
+    }
+    Ok(())
+}
+
+/// One topology with `system` programmed for `set` (and the echo server running).
+struct Programmed {
+    // Dropped in this order: the data plane before the namespaces it is attached in.
+    skiff: Option<SkiffPlane>,
+    _server: EchoServer,
+    topo: Topology,
+}
+
+impl Programmed {
+    fn new(system: System, set: &[Service], capacity: usize, restore: &str) -> Result<Self> {
+        let topo = Topology::new()?;
+        let server = EchoServer::start(&topo.pod, 2 * THREADS + 2)?;
+        let mut skiff = None;
+        match system {
+            System::Direct => {}
+            System::Iptables => {
+                kube_proxy::load_in(&topo.node, &[restore], &kube_proxy::iptables_rules(set))?;
+            }
+            System::Nftables | System::NftablesDelta => {
+                kube_proxy::load_in(&topo.node, &["nft", "-f", "-"], &kube_proxy::nft_rules(set))?;
+            }
+            System::Skiff => skiff = Some(SkiffPlane::new(&topo, set, capacity)?),
+        }
+        Ok(Self {
+            skiff,
+            _server: server,
+            topo,
+        })
+    }
+
+    fn cgroup(&self) -> Option<&std::path::Path> {
+        self.skiff.as_ref().map(|s| s.cgroup.path())
+    }
+}
+
+fn add_load_rows(report: &mut Report, case: &str, system: System, rate: &str, outcome: &Outcome) {
+    let name = system.name();
+    report.add(case, name, rate, outcome.per_second(), "1/s");
+    report.add(case, name, "p50_latency", outcome.p50_us, "us");
+    report.add(case, name, "p99_latency", outcome.p99_us, "us");
+    if outcome.errors > 0 {
+        eprintln!(
+            "warning: {case}, {name}: {} of {} requests failed",
+            outcome.errors,
+            outcome.errors + outcome.requests
+        );
+    }
+}
+
+fn measure_load(report: &mut Report, system: System, set: &[Service], restore: &str) -> Result<()> {
+    let programmed = Programmed::new(system, set, set.len(), restore)?;
+    let picked = services::sample(set, TARGETS);
+    let count = set.len();
+    let (cluster, nodeport): (Vec<SocketAddrV4>, Vec<SocketAddrV4>) = if system == System::Direct {
+        let pods: Vec<_> = picked.iter().flat_map(|s| s.endpoint_addrs()).collect();
+        (pods.clone(), pods)
+    } else {
+        (
+            picked.iter().map(|s| s.cluster_addr()).collect(),
+            picked
+                .iter()
+                .map(|s| SocketAddrV4::new(NODE_IP, s.node_port))
+                .collect(),
+        )
+    };
+    let spec = |mode, targets: &Vec<SocketAddrV4>| Spec {
+        mode,
+        targets: targets.clone(),
+        threads: THREADS,
+        duration_ms: CASE_MS,
+    };
+    // ClusterIP from a process on the node (in the node's cgroup for Skiff's socket LB).
+    for (mode, label) in [
+        (Mode::Persistent, "clusterip persistent"),
+        (Mode::PerRequest, "clusterip new conn/request"),
+    ] {
+        let outcome = loadgen::run(
+            &programmed.topo.node,
+            programmed.cgroup(),
+            &spec(mode, &cluster),
+        )?;
+        let case = format!("{label}, {count} svc");
+        add_load_rows(report, &case, system, "requests_per_s", &outcome);
+    }
+    // NodePort from outside the node (the client netns): XDP for Skiff.
+    let outcome = loadgen::run(
+        &programmed.topo.client,
+        None,
+        &spec(Mode::PerRequest, &nodeport),
+    )?;
+    let case = format!("nodeport new conn/request, {count} svc");
+    add_load_rows(report, &case, system, "connections_per_s", &outcome);
+    Ok(())
+}
+
+/// Creates service `others` while services `0..others` exist, and measures the time from
+/// starting the update to the first request answered through the new service's ClusterIP.
+fn measure_update(report: &mut Report, system: System, others: usize, restore: &str) -> Result<()> {
+    let set = services::services(others);
+    let all = services::services(others + 1);
+    let new = Service::nth(others);
+    let mut programmed = Programmed::new(system, &set, all.len(), restore)?;
+    let spec = Spec {
+        mode: Mode::FirstSuccess,
+        targets: vec![new.cluster_addr()],
+        threads: 1,
+        // A full nft -f of 10,000 services takes about a minute on the project's machine.
+        duration_ms: 300_000,
+    };
+    let mut probe = loadgen::spawn(&programmed.topo.node, programmed.cgroup(), &spec)?;
+    probe.ready()?;
+    // Let the probe see refusals first: the service does not exist yet.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let start = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+    let began = Instant::now();
+    let node = &programmed.topo.node;
+    match system {
+        System::Iptables => {
+            kube_proxy::load_in(node, &[restore], &kube_proxy::iptables_rules(&all))?
+        }
+        System::Nftables => {
+            kube_proxy::load_in(node, &["nft", "-f", "-"], &kube_proxy::nft_rules(&all))?
+        }
+        System::NftablesDelta => kube_proxy::load_in(
+            node,
+            &["nft", "-f", "-"],
+            &kube_proxy::nft_delta(std::slice::from_ref(&new)),
+        )?,
+        System::Skiff => programmed
+            .skiff
+            .as_mut()
+            .context("skiff plane")?
+            .apply(&all)?,
+        System::Direct => unreachable!("direct traffic has no services to create"),
+    }
+    let written = began.elapsed();
+    let outcome = probe.finish()?;
+    ensure!(
+        outcome.errors > 0,
+        "the new service answered before it was created"
+    );
+    let first = outcome.first_success_unix_ns.context("no first success")?;
+    let case = format!("new service to first reply, {others} others");
+    report.add(
+        &case,
+        system.name(),
+        "to_first_reply",
+        first.saturating_sub(start) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        &case,
+        system.name(),
+        "update_written",
+        written.as_secs_f64() * 1e3,
+        "ms",
+    );
+    Ok(())
+}
+
+/// Skiff's data plane for one topology: socket LB on a cgroup of the node, XDP and TC on
+/// the node's uplink, and the services written by the agent's `ServiceSync`.
+struct SkiffPlane {
+    sync: ServiceSync,
+    maps: KernelLbMaps,
+    /// Keeps the programs loaded and attached.
+    _dataplane: Dataplane,
+    cgroup: TestCgroup,
+}
+
+impl SkiffPlane {
+    fn new(topo: &Topology, set: &[Service], capacity: usize) -> Result<Self> {
+        // A ClusterIP and a NodePort entry per service, one table each plus spares.
+        let entries = u32::try_from(2 * capacity + 64)?;
+        let sizes = MapSizes {
+            services: entries,
+            backends: 2 * entries,
+            maglev_table_size: TABLE_SIZE,
+            maglev_tables: entries,
+            flows: 1 << 18,
+        };
+        let mut dataplane = Dataplane::load(&LoadOptions {
+            pin_path: None,
+            sizes,
+            node_addr: Some(NODE_IP),
+        })
+        .context("loading the data plane")?;
+        let cgroup = TestCgroup::new("sbcg")?;
+        dataplane.attach_socket_lb(cgroup.path())?;
+        topo.node.run(|| dataplane.attach_uplink(&topo.uplink))??;
+        let maps = KernelLbMaps::take(&mut dataplane, TABLE_SIZE)?;
+        let sync = ServiceSync::adopt(&maps, Maglev::new(TABLE_SIZE, 1)?)?;
+        let mut plane = Self {
+            sync,
+            maps,
+            _dataplane: dataplane,
+            cgroup,
+        };
+        plane.apply(set)?;
+        Ok(plane)
+    }
+
+    fn apply(&mut self, set: &[Service]) -> Result<()> {
+        let (_, errors) = self.sync.apply(&mut self.maps, &desired(set));
+        ensure!(
+            errors.is_empty(),
+            "writing the bench's services: {errors:?}"
+        );
+        Ok(())
+    }
+}
+
+/// What the agent would derive from the services and their EndpointSlices: a ClusterIP
+/// entry and a NodePort entry per service, over its endpoints on this node.
+fn desired(set: &[Service]) -> BTreeMap<ServiceKey, DesiredService> {
+    let mut desired = BTreeMap::new();
+    for svc in set {
+        let backends: Vec<Backend> = svc
+            .endpoint_addrs()
+            .map(|ep| Backend::new(ep.ip().octets(), ep.port(), PROTO_TCP, BACKEND_LOCAL))
+            .collect();
+        desired.insert(
+            ServiceKey::new(svc.cluster_ip.octets(), SERVICE_PORT, PROTO_TCP),
+            DesiredService {
+                backends: backends.clone(),
+                ..DesiredService::default()
+            },
+        );
+        desired.insert(
+            ServiceKey::new(NODE_IP.octets(), svc.node_port, PROTO_TCP),
+            DesiredService {
+                backends,
+                flags: SERVICE_EXTERNAL,
+                affinity_timeout_secs: 0,
+            },
+        );
+    }
+    desired
+}
