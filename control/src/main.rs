@@ -346,6 +346,7 @@ async fn lead(
                 client: client.clone(),
                 options: Arc::clone(&controller_options),
                 identity: identity.clone(),
+                metrics: Arc::clone(&metrics),
             },
             Stop::when_not_leading(leading.clone()),
         );

@@ -26,7 +26,7 @@ use skiff_api::{
         },
         apimachinery::pkg::apis::meta::v1::ObjectMeta,
     },
-    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher, WorkQueue},
+    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher},
     status::Reason,
 };
 use tracing::debug;
@@ -509,7 +509,7 @@ pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Se
             pods: pod_informer.store(),
             expectations: Arc::default(),
         });
-        let queue = WorkQueue::new();
+        let queue = context.queue("daemonset");
         let feeds = [
             {
                 let store = daemon_sets.store();

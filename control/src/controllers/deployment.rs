@@ -17,7 +17,7 @@ use skiff_api::{
         },
         apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
     },
-    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher, WorkQueue},
+    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher},
     selector::{LabelSelector, SelectorError},
     status::Reason,
 };
@@ -1033,7 +1033,7 @@ pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Se
             replica_sets: replica_sets.store(),
             pods: pod_informer.store(),
         });
-        let queue = WorkQueue::new();
+        let queue = context.queue("deployment");
         let d_store = deployments.store();
         let rs_store = replica_sets.store();
         let feeds = [

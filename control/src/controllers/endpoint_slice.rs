@@ -15,7 +15,7 @@ use skiff_api::k8s_openapi::api::{
 };
 use skiff_api::{
     client::ClientError,
-    runtime::{Action, Change, Controller, ObjectKey, Store, WorkQueue, Writer},
+    runtime::{Action, Change, Controller, ObjectKey, Store, Writer},
 };
 use tracing::debug;
 
@@ -564,7 +564,7 @@ pub async fn run(context: Context, stop: Stop) {
     let services = informer(client, "services", service_writer());
     let pods = informer(client, "pods", pod_writer());
     let slices = informer(client, "endpointslices", slice_writer());
-    let queue = WorkQueue::new();
+    let queue = context.queue("endpointslice");
     let caches = Caches {
         services: services.store(),
         pods: pods.store(),

@@ -12,7 +12,7 @@ use skiff_api::{
     client::{ClientError, DeleteParams},
     k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
     resources::{self, ResourceId, ResourceType},
-    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher, WorkQueue, Writer},
+    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher, Writer},
     status::Reason,
 };
 use tracing::debug;
@@ -411,7 +411,7 @@ pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Se
                 .map(|(r, i)| (r.plural, (*r, i.store())))
                 .collect(),
         });
-        let queue = WorkQueue::new();
+        let queue = context.queue("garbagecollector");
         let feeds: Vec<_> = informers
             .iter()
             .map(|(resource, informer)| {

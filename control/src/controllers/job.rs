@@ -14,7 +14,7 @@ use skiff_api::{
         api::{batch::v1::Job, core::v1::Pod},
         apimachinery::pkg::apis::meta::v1::ObjectMeta,
     },
-    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher, WorkQueue},
+    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher},
     status::Reason,
 };
 use tracing::debug;
@@ -427,7 +427,7 @@ pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Se
             pods: pod_informer.store(),
             expectations: Arc::default(),
         });
-        let queue = WorkQueue::new();
+        let queue = context.queue("job");
         let job_store = jobs.store();
         let feeds = [
             feed(

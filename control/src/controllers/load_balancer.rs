@@ -445,7 +445,7 @@ pub async fn run(context: Context, stop: Stop) {
         return;
     };
     let services = informer(&context.client, "services", Writer::<Service>::new());
-    let queue: WorkQueue<ObjectKey> = WorkQueue::new();
+    let queue: WorkQueue<ObjectKey> = context.queue("service");
     feed(services.subscribe(), queue.clone(), {
         let store = services.store();
         move |change: &Change<Service>| match change.object() {

@@ -23,9 +23,11 @@ pub mod writes;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use skiff_api::client::Client;
+use skiff_api::{client::Client, runtime::WorkQueue};
 use tokio::{sync::watch, task::JoinSet};
 use tracing::info;
+
+use crate::metrics::Metrics;
 
 /// Settings shared by the controllers, from `skiff-control`'s flags.
 #[derive(Clone, Debug)]
@@ -69,6 +71,20 @@ pub struct Context {
     pub client: Client,
     pub options: Arc<ControllerOptions>,
     pub identity: String,
+    /// Where each controller's work queue is reported (`workqueue_depth{name=...}`).
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// A work queue for the controller `name`, reported in the process's metrics.
+    pub fn queue<K>(&self, name: &str) -> WorkQueue<K>
+    where
+        K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+    {
+        let queue = WorkQueue::new();
+        self.metrics.register_queue(name, Arc::new(queue.clone()));
+        queue
+    }
 }
 
 /// A stop signal every controller can wait on; it fires when leadership is lost.

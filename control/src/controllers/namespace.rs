@@ -294,7 +294,7 @@ fn conditions(content: &Content) -> Vec<Value> {
 /// Runs the controller until `stop` fires.
 pub async fn run(context: Context, stop: Stop) {
     let namespaces = informer(&context.client, "namespaces", Writer::<Namespace>::new());
-    let queue: WorkQueue<ObjectKey> = WorkQueue::new();
+    let queue: WorkQueue<ObjectKey> = context.queue("namespace");
     feed(namespaces.subscribe(), queue.clone(), {
         let store = namespaces.store();
         move |change: &Change<Namespace>| match change.object() {

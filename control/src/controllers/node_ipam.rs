@@ -304,7 +304,7 @@ pub async fn run(context: Context, stop: Stop) {
         }
     };
     let nodes = informer(&context.client, "nodes", Writer::<Node>::new());
-    let queue: WorkQueue<ObjectKey> = WorkQueue::new();
+    let queue: WorkQueue<ObjectKey> = context.queue("nodeipam");
     feed(nodes.subscribe(), queue.clone(), {
         let store = nodes.store();
         move |change: &Change<Node>| match change.object() {

@@ -547,7 +547,7 @@ pub async fn run(context: Context, stop: Stop) {
     let nodes = informer(client, "nodes", Writer::<Node>::new());
     let leases = informer(client, "leases", Writer::<Lease>::new());
     let pods = informer(client, "pods", pod_writer());
-    let queue: WorkQueue<ObjectKey> = WorkQueue::new();
+    let queue: WorkQueue<ObjectKey> = context.queue("node_lifecycle");
     let caches = Caches {
         nodes: nodes.store(),
         leases: leases.store(),

@@ -490,7 +490,7 @@ pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Se
             pods: pod_informer.store(),
             expectations: Arc::default(),
         });
-        let queue = WorkQueue::new();
+        let queue = context.queue("replicaset");
         let rs_store = rs_informer.store();
         let feeds = [
             feed(

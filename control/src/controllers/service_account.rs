@@ -275,7 +275,7 @@ pub async fn run(context: Context, stop: Stop) {
         namespaced_writer::<ServiceAccount>(),
     );
     let secrets = informer(client, "secrets", namespaced_writer::<Secret>());
-    let queue: WorkQueue<ObjectKey> = WorkQueue::new();
+    let queue: WorkQueue<ObjectKey> = context.queue("serviceaccount");
     let namespace_key =
         |namespace: &Option<String>| ObjectKey::cluster(namespace.clone().unwrap_or_default());
     feed(namespaces.subscribe(), queue.clone(), {
