@@ -14,6 +14,7 @@ use crate::{
     control::ControlPlane,
     netns::{HostLink, Netns},
     oci,
+    pins::PinDir,
     process::{ChildGuard, spawn_guarded, workspace_binary},
     unique_name,
 };
@@ -29,6 +30,8 @@ pub struct PodNode {
     pub agent: Option<ChildGuard>,
     pub containerd: Containerd,
     pub cgroup: CgroupTree,
+    /// The node's own bpffs directory for the data plane's pins.
+    pub pins: PinDir,
     pub link: HostLink,
     pub netns: Netns,
     pub state: tempfile::TempDir,
@@ -77,6 +80,7 @@ impl PodNode {
             agent: None,
             containerd,
             cgroup: CgroupTree::new().unwrap(),
+            pins: PinDir::new("skiffbpf").unwrap(),
             link,
             netns,
             state: tempfile::Builder::new()
@@ -118,6 +122,8 @@ impl PodNode {
             .arg(self.state.path())
             .arg("--cgroup-root")
             .arg(self.cgroup.unified_path())
+            .arg("--bpffs")
+            .arg(self.pins.path())
             .arg("--containerd-socket")
             .arg(self.containerd.socket())
             .args(["--containerd-namespace", &self.namespace])

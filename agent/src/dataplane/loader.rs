@@ -361,8 +361,16 @@ impl Dataplane {
                     source,
                 }
             })?;
-            xdp.attach_to_link(link).map_err(xdp_err)?;
-            return Ok(XdpAttachMode::Replaced);
+            match xdp.attach_to_link(link) {
+                Ok(_) => return Ok(XdpAttachMode::Replaced),
+                Err(error) => {
+                    // A link whose interface went away (ENOLINK: "severed") cannot be
+                    // taken over: drop its pin and attach anew.
+                    tracing::warn!(path = %path.display(), %error,
+                        "the pinned XDP link cannot be adopted; attaching a new one");
+                    let _ = std::fs::remove_file(path);
+                }
+            }
         }
         let (id, mode) = match xdp.attach(interface, XdpMode::Driver) {
             Ok(id) => (id, XdpAttachMode::Native),
