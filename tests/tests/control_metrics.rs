@@ -53,12 +53,18 @@ async fn control_metrics_count_requests_and_scheduling_attempts_and_pass_promtoo
             &text,
             "scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"scheduled\"}",
         );
-        if scheduled == Some(3.0) {
+        let bound = sample(
+            &text,
+            "apiserver_request_total{code=\"201\",group=\"\",resource=\"pods\",subresource=\"binding\",verb=\"CREATE\",version=\"v1\"}",
+        );
+        // Attempts are counted when the decision is made, bindings when the (background)
+        // bind is answered.
+        if scheduled == Some(3.0) && bound == Some(3.0) {
             break text;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "three pods were never counted as scheduled:\n{text}"
+            "three pods were never counted as scheduled and bound:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
