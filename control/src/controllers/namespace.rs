@@ -10,17 +10,20 @@ use skiff_api::{
     client::ClientError,
     k8s_openapi::api::core::v1::Namespace,
     resources::{RESOURCES, Scope},
-    runtime::{Action, Change, Controller, ObjectKey, Store, WorkQueue, Writer},
+    runtime::{Action, Controller, ObjectKey, Store, WorkQueue, Writer},
 };
 use tracing::info;
 
 use super::{
     Context, Stop,
     cluster_api::{ClusterApi, LiveApi, is_not_found},
-    feed::{feed, informer},
+    feed::informer,
 };
 use skiff_api::prepare::NAMESPACE_FINALIZER;
 
+/// How long after a namespace starts terminating it is first emptied (Kubernetes'
+/// `namespaceDeletionGracePeriod`).
+pub const DELETION_GRACE: Duration = Duration::from_secs(5);
 /// How soon a namespace whose content is still going is looked at again.
 const CONTENT_REMAINING_RETRY: Duration = Duration::from_secs(1);
 
@@ -295,11 +298,26 @@ fn conditions(content: &Content) -> Vec<Value> {
 pub async fn run(context: Context, stop: Stop) {
     let namespaces = informer(&context.client, "namespaces", Writer::<Namespace>::new());
     let queue: WorkQueue<ObjectKey> = context.queue("namespace");
-    feed(namespaces.subscribe(), queue.clone(), {
-        let store = namespaces.store();
-        move |change: &Change<Namespace>| match change.object() {
-            Some(ns) => vec![ObjectKey::of(&**ns)],
-            None => store.keys(),
+    // As Kubernetes does, a namespace is looked at a while after it starts terminating, so
+    // that a client deleting it together with its content (`delete -f`) is not raced.
+    let mut changes = namespaces.subscribe();
+    let (feed_queue, store) = (queue.clone(), namespaces.store());
+    tokio::spawn(async move {
+        let terminating = |ns: &Namespace| ns.metadata.deletion_timestamp.is_some();
+        while let Some(change) = changes.recv().await {
+            let keys: Vec<ObjectKey> = match change.object() {
+                Some(ns) if terminating(ns) => vec![ObjectKey::of(&**ns)],
+                Some(_) => Vec::new(),
+                None => store
+                    .list()
+                    .iter()
+                    .filter(|ns| terminating(ns))
+                    .map(|ns| ObjectKey::of(&**ns))
+                    .collect(),
+            };
+            for key in keys {
+                feed_queue.add_after(key, DELETION_GRACE);
+            }
         }
     });
     let store = namespaces.store();

@@ -143,6 +143,9 @@ pub struct Reconciler<A> {
     observed: Mutex<HashMap<String, Observed>>,
     /// When the next node may be given a NoExecute taint.
     next_no_execute: Mutex<Option<Instant>>,
+    /// The NoExecute taint each node was given (key and time): written again as it was,
+    /// without another token, should a reconcile on a stale cache not see it yet.
+    granted: Mutex<HashMap<String, Taint>>,
 }
 
 fn format_time(at: Timestamp) -> String {
@@ -184,6 +187,7 @@ impl<A: ClusterApi> Reconciler<A> {
             clock: Clock::new(),
             observed: Mutex::default(),
             next_no_execute: Mutex::default(),
+            granted: Mutex::default(),
         }
     }
 
@@ -271,13 +275,18 @@ impl<A: ClusterApi> Reconciler<A> {
                 Some(skiff_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
         }
         let patch = json!({"status": {"conditions": conditions}});
-        self.api
+        let written = self
+            .api
             .patch("nodes", "", &name, patch, "status")
             .await
             .map_err(|source| NodeLifecycleError::NodeStatus {
                 node: name.clone(),
                 source,
             })?;
+        // The taints are written next, pinned to this version.
+        node.metadata.resource_version = written["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
         info!(
             node = name,
             "node stopped renewing its Lease: Ready=Unknown"
@@ -383,25 +392,52 @@ impl<A: ClusterApi> Reconciler<A> {
                 });
             }
             if !has(&taints, "NoExecute") {
-                match self.take_no_execute_token() {
-                    Ok(()) => taints.push(Taint {
-                        key: key.into(),
-                        effect: "NoExecute".into(),
-                        time_added: Some(
-                            skiff_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                                self.clock.now(),
-                            ),
-                        ),
-                        ..Taint::default()
-                    }),
-                    Err(at) => wait = Some(at),
+                let granted = self
+                    .granted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&name)
+                    .filter(|t| t.key == key)
+                    .cloned();
+                match granted {
+                    Some(taint) => taints.push(taint),
+                    None => match self.take_no_execute_token() {
+                        Ok(()) => {
+                            let taint = Taint {
+                                key: key.into(),
+                                effect: "NoExecute".into(),
+                                time_added: Some(
+                                    skiff_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                                        self.clock.now(),
+                                    ),
+                                ),
+                                ..Taint::default()
+                            };
+                            self.granted
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(name.clone(), taint.clone());
+                            taints.push(taint);
+                        }
+                        Err(at) => wait = Some(at),
+                    },
                 }
             }
+        } else {
+            self.granted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
         }
         if taints == current {
             return Ok(wait);
         }
-        let patch = json!({"spec": {"taints": taints}});
+        // Pinned to the version this reconcile read: a stale cache gets a Conflict (and a
+        // retry) instead of overwriting taints others added meanwhile.
+        let patch = json!({
+            "metadata": {"resourceVersion": node.metadata.resource_version},
+            "spec": {"taints": taints},
+        });
         self.api
             .patch("nodes", "", &name, patch, "")
             .await
@@ -960,6 +996,29 @@ mod tests {
         r.reconcile("n2").await.unwrap();
         let taints = patches(&api, "nodes", "");
         assert_eq!(taint_keys(&taints[0].1["spec"]["taints"]).len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_on_a_stale_cache_keeps_the_no_execute_taint_it_already_gave() {
+        let api = FakeApi::new();
+        let r = reconciler(
+            &api,
+            vec![
+                node("n1", "Unknown", json!([])),
+                node("n2", "True", json!([])),
+            ],
+            vec![],
+            vec![],
+        );
+        r.reconcile("n1").await.unwrap();
+        // The cache has not seen the taints yet; the rate limiter has no token left.
+        r.reconcile("n1").await.unwrap();
+        let taints = patches(&api, "nodes", "");
+        assert_eq!(taints.len(), 2);
+        assert_eq!(
+            taints[0].1, taints[1].1,
+            "the same taints, NoExecute with its first timeAdded"
+        );
     }
 
     #[tokio::test(start_paused = true)]
