@@ -104,6 +104,40 @@ impl EtcdStore {
             })
     }
 
+    /// Runs a read (safe to repeat) within the request timeout, trying again while the
+    /// member it reached is unavailable (killed, or cut off from the quorum): the client
+    /// balances over every endpoint, so a retry reaches a live member.
+    async fn read<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        mut request: F,
+    ) -> Result<Result<T, etcd_client::Error>, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let answer =
+                tokio::time::timeout(left, request())
+                    .await
+                    .map_err(|_| StoreError::Timeout {
+                        operation,
+                        after: self.request_timeout,
+                    })?;
+            match answer {
+                Err(e) if is_unavailable(&e) && tokio::time::Instant::now() + delay < deadline => {
+                    tracing::debug!(operation, error = %e, retry_in = ?delay, "etcd unavailable");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
     /// The revision etcd compacted at, learned from a watch from revision 1. Only called once
     /// etcd has refused a request as compacted, so the answer comes.
     async fn compaction_revision(&self) -> Result<i64, StoreError> {
@@ -168,6 +202,18 @@ fn grpc_message(e: &etcd_client::Error) -> Option<&str> {
     match e {
         etcd_client::Error::GRpcStatus(status) => Some(status.message()),
         _ => None,
+    }
+}
+
+/// A member that cannot answer now (gone, or without a leader): worth another endpoint.
+fn is_unavailable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown
+        ),
+        _ => false,
     }
 }
 
@@ -322,9 +368,11 @@ fn watch_event(event: &etcd_client::Event) -> Result<WatchEvent, StoreError> {
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         validate_key(key)?;
-        let mut kv = self.client.kv_client();
         let resp = self
-            .call("get", kv.get(key, None))
+            .read("get", || {
+                let mut kv = self.client.kv_client();
+                async move { kv.get(key, None).await }
+            })
             .await?
             .map_err(|e| StoreError::backend("get", e))?;
         resp.kvs().first().map(convert).transpose()
@@ -349,8 +397,13 @@ impl Store for EtcdStore {
         if let Some(at) = at {
             get = get.with_revision(at);
         }
-        let mut kv = self.client.kv_client();
-        let resp = match self.call("range", kv.get(start, Some(get))).await? {
+        let answer = self
+            .read("range", || {
+                let (mut kv, start, get) = (self.client.kv_client(), start.clone(), get.clone());
+                async move { kv.get(start, Some(get)).await }
+            })
+            .await?;
+        let resp = match answer {
             Ok(resp) => resp,
             Err(e) => return Err(self.read_error(at.unwrap_or(0), e).await),
         };
@@ -496,10 +549,12 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<i64, StoreError> {
-        let mut kv = self.client.kv_client();
-        let options = GetOptions::new().with_count_only();
         let resp = self
-            .call("current revision", kv.get(PROBE_KEY, Some(options)))
+            .read("current revision", || {
+                let mut kv = self.client.kv_client();
+                let options = GetOptions::new().with_count_only();
+                async move { kv.get(PROBE_KEY, Some(options)).await }
+            })
             .await?
             .map_err(|e| StoreError::backend("current revision", e))?;
         header_revision("current revision", resp.header())
