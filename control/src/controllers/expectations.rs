@@ -8,8 +8,13 @@ use std::{
     time::Duration,
 };
 
-use skiff_api::runtime::ObjectKey;
+use skiff_api::{
+    k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::ObjectMeta},
+    runtime::{Change, ObjectKey},
+};
 use tokio::time::Instant;
+
+use super::pods;
 
 /// How long expectations are trusted before the controller acts anyway (a watch event
 /// can be lost to a relist): Kubernetes' `ExpectationsTimeout`.
@@ -97,6 +102,43 @@ impl Expectations {
         self.with(|keys| {
             keys.remove(key);
         });
+    }
+}
+
+impl Expectations {
+    /// Records what a change of a pod controlled by `owner` means for the owner's
+    /// expectations (a create or a delete it waited for has been seen) and returns the
+    /// owner's key, to reconcile; `None` for pods `owner` does not claim and for resyncs.
+    pub fn observe_pod(
+        &self,
+        change: &Change<Pod>,
+        owner: impl Fn(&ObjectMeta) -> Option<ObjectKey>,
+    ) -> Option<ObjectKey> {
+        let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
+        match change {
+            Change::Added(pod) => {
+                let key = owner(&pod.metadata)?;
+                if pods::is_terminating(&pod.metadata) {
+                    self.deletion_observed(&key, &uid(pod));
+                } else {
+                    self.creation_observed(&key);
+                }
+                Some(key)
+            }
+            Change::Updated { old, new } => {
+                let key = owner(&new.metadata)?;
+                if pods::is_terminating(&new.metadata) && !pods::is_terminating(&old.metadata) {
+                    self.deletion_observed(&key, &uid(new));
+                }
+                Some(key)
+            }
+            Change::Deleted(pod) => {
+                let key = owner(&pod.metadata)?;
+                self.deletion_observed(&key, &uid(pod));
+                Some(key)
+            }
+            Change::Resynced => None,
+        }
     }
 }
 

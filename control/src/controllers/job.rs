@@ -444,34 +444,11 @@ pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Se
                     pod_informer.subscribe(),
                     queue.clone(),
                     move |change, queue| {
-                        let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
-                        let expectations = &sync.expectations;
-                        match change {
-                            Change::Added(pod) => {
-                                if let Some(key) = owning_job(&pod.metadata) {
-                                    expectations.creation_observed(&key);
-                                    queue.add(key);
-                                }
-                            }
-                            Change::Updated { old, new } => {
-                                if let Some(key) = owning_job(&new.metadata) {
-                                    if pods::is_terminating(&new.metadata)
-                                        && !pods::is_terminating(&old.metadata)
-                                    {
-                                        expectations.deletion_observed(&key, &uid(&new));
-                                    }
-                                    queue.add(key);
-                                }
-                            }
-                            Change::Deleted(pod) => {
-                                if let Some(key) = owning_job(&pod.metadata) {
-                                    expectations.deletion_observed(&key, &uid(&pod));
-                                    queue.add(key);
-                                }
-                            }
-                            Change::Resynced => {
-                                job_store.keys().into_iter().for_each(|k| queue.add(k))
-                            }
+                        if let Change::Resynced = change {
+                            job_store.keys().into_iter().for_each(|k| queue.add(k));
+                        } else if let Some(key) = sync.expectations.observe_pod(&change, owning_job)
+                        {
+                            queue.add(key);
                         }
                     },
                 )
