@@ -222,15 +222,17 @@ async fn killing_the_leading_control_hands_scheduling_to_the_other_within_15s() 
         .await
         .unwrap();
 
-    // Every binding any pod ever gets, as a watch through the second instance sees it.
+    // Every binding any pod ever gets, as watches through both instances see it (the one
+    // through the instance that gets killed ends with it).
     let bindings: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
-    let mut watch = clients[1]
-        .watch("pods", "default", &WatchParams::default())
-        .await
-        .unwrap();
-    let recorder = {
+    let mut recorders = Vec::new();
+    for client in &clients {
+        let mut watch = client
+            .watch("pods", "default", &WatchParams::default())
+            .await
+            .unwrap();
         let bindings = bindings.clone();
-        tokio::spawn(async move {
+        recorders.push(tokio::spawn(async move {
             while let Some(Ok(event)) = watch.next().await {
                 let pod = &event.object;
                 if let (Some(name), Some(node)) = (
@@ -245,8 +247,8 @@ async fn killing_the_leading_control_hands_scheduling_to_the_other_within_15s() 
                         .insert(node.to_string());
                 }
             }
-        })
-    };
+        }));
+    }
 
     let before: Vec<String> = (0..10).map(|i| format!("before-{i}")).collect();
     for name in &before {
@@ -285,7 +287,7 @@ async fn killing_the_leading_control_hands_scheduling_to_the_other_within_15s() 
 
     // Nothing was scheduled twice: one binding per pod, ever, and one Scheduled event each.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    recorder.abort();
+    recorders.iter().for_each(|r| r.abort());
     let bindings = bindings.lock().unwrap().clone();
     for name in before.iter().chain(&after) {
         let nodes = bindings.get(name).cloned().unwrap_or_default();
