@@ -37,7 +37,7 @@ use super::{
     pods::{self, BY_CONTROLLER},
     replicaset::{BURST_REPLICAS, slow_start_batch, status_differs},
     runner::{WORKERS, feed, wait_for_cache},
-    writes::{ClientWrites, Writes},
+    writes::{ClientWrites, Writes, create_pod},
 };
 use crate::{
     events::EventType,
@@ -410,32 +410,7 @@ impl<W: Writes> DaemonSetSync<W> {
                 node,
                 hash,
             );
-            let result = self.writes.create("pods", &key.namespace, pod).await;
-            match &result {
-                Ok(made) => {
-                    let name = made["metadata"]["name"].as_str().unwrap_or_default();
-                    self.writes
-                        .event(
-                            object.clone(),
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            &format!("Created pod: {name}"),
-                        )
-                        .await;
-                }
-                Err(e) => {
-                    self.expectations.creation_observed(key);
-                    self.writes
-                        .event(
-                            object.clone(),
-                            EventType::Warning,
-                            "FailedCreate",
-                            &format!("Error creating: {e}"),
-                        )
-                        .await;
-                }
-            }
-            result
+            create_pod(&self.writes, &self.expectations, key, &object, pod).await
         })
         .await;
         for _ in created + usize::from(error.is_some())..creates.len() {

@@ -25,7 +25,7 @@ use super::{
     pods::{self, BY_CONTROLLER},
     replicaset::{BURST_REPLICAS, slow_start_batch, status_differs},
     runner::{WORKERS, feed, wait_for_cache},
-    writes::{ClientWrites, Writes},
+    writes::{ClientWrites, Writes, create_pod},
 };
 use crate::events::EventType;
 
@@ -311,36 +311,8 @@ impl<W: Writes> JobSync<W> {
             pods::pod_from_template(&template, &key.namespace, &format!("{}-", key.name), &owner);
         let object = object_ref(job);
         self.expectations.expect_creations(key, count);
-        let (created, error) = slow_start_batch(count, || async {
-            let result = self
-                .writes
-                .create("pods", &key.namespace, pod.clone())
-                .await;
-            match &result {
-                Ok(made) => {
-                    let name = made["metadata"]["name"].as_str().unwrap_or_default();
-                    self.writes
-                        .event(
-                            object.clone(),
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            &format!("Created pod: {name}"),
-                        )
-                        .await;
-                }
-                Err(e) => {
-                    self.expectations.creation_observed(key);
-                    self.writes
-                        .event(
-                            object.clone(),
-                            EventType::Warning,
-                            "FailedCreate",
-                            &format!("Error creating: {e}"),
-                        )
-                        .await;
-                }
-            }
-            result
+        let (created, error) = slow_start_batch(count, || {
+            create_pod(&self.writes, &self.expectations, key, &object, pod.clone())
         })
         .await;
         for _ in created + usize::from(error.is_some())..count {

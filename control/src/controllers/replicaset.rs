@@ -30,7 +30,7 @@ use super::{
     expectations::Expectations,
     pods::{self, BY_NAMESPACE},
     runner::{WORKERS, feed, wait_for_cache},
-    writes::{ClientWrites, Writes},
+    writes::{ClientWrites, Writes, create_pod},
 };
 use crate::events::EventType;
 
@@ -251,36 +251,8 @@ impl<W: Writes> ReplicaSetSync<W> {
             let pod =
                 pods::pod_from_template(template, &key.namespace, &format!("{}-", key.name), owner);
             self.expectations.expect_creations(key, count);
-            let (created, error) = slow_start_batch(count, || async {
-                let result = self
-                    .writes
-                    .create("pods", &key.namespace, pod.clone())
-                    .await;
-                match &result {
-                    Ok(made) => {
-                        let name = made["metadata"]["name"].as_str().unwrap_or_default();
-                        self.writes
-                            .event(
-                                object.clone(),
-                                EventType::Normal,
-                                "SuccessfulCreate",
-                                &format!("Created pod: {name}"),
-                            )
-                            .await;
-                    }
-                    Err(e) => {
-                        self.expectations.creation_observed(key);
-                        self.writes
-                            .event(
-                                object.clone(),
-                                EventType::Warning,
-                                "FailedCreate",
-                                &format!("Error creating: {e}"),
-                            )
-                            .await;
-                    }
-                }
-                result
+            let (created, error) = slow_start_batch(count, || {
+                create_pod(&self.writes, &self.expectations, key, &object, pod.clone())
             })
             .await;
             // Creates never attempted will never be observed either.

@@ -5,6 +5,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use skiff_api::client::{Client, ClientError, DeleteParams};
 
+use skiff_api::runtime::ObjectKey;
+
+use super::expectations::Expectations;
 use crate::events::{EventRecorder, EventType};
 
 /// Writes a controller makes. Reads come from informer caches, never from here.
@@ -38,6 +41,44 @@ pub trait Writes: Send + Sync + 'static {
     async fn get(&self, resource: &str, namespace: &str, name: &str) -> Result<Value, ClientError>;
     /// Records an event about `object` (apiVersion, kind and metadata are enough).
     async fn event(&self, object: Value, event_type: EventType, reason: &str, message: &str);
+}
+
+/// Creates one pod for the controller at `key` and records `SuccessfulCreate` or
+/// `FailedCreate` on `owner`; a failed create is observed at once in `expectations`, as it
+/// will never arrive through the watch.
+///
+/// # Errors
+/// The create's error.
+pub async fn create_pod<W: Writes>(
+    writes: &W,
+    expectations: &Expectations,
+    key: &ObjectKey,
+    owner: &Value,
+    pod: Value,
+) -> Result<Value, ClientError> {
+    let result = writes.create("pods", &key.namespace, pod).await;
+    match &result {
+        Ok(made) => {
+            let name = made["metadata"]["name"].as_str().unwrap_or_default();
+            let message = format!("Created pod: {name}");
+            writes
+                .event(
+                    owner.clone(),
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    &message,
+                )
+                .await;
+        }
+        Err(e) => {
+            expectations.creation_observed(key);
+            let message = format!("Error creating: {e}");
+            writes
+                .event(owner.clone(), EventType::Warning, "FailedCreate", &message)
+                .await;
+        }
+    }
+    result
 }
 
 /// [`Writes`] through the API server.
