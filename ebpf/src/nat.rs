@@ -9,6 +9,22 @@ fn fold(mut sum: u32) -> u16 {
     sum as u16
 }
 
+/// The Internet checksum (RFC 1071) of `bytes`, as stored (network byte order). The length
+/// is a constant, so the loop unrolls and every index is provably in bounds.
+#[inline(always)]
+pub fn checksum<const N: usize>(bytes: &[u8; N]) -> [u8; 2] {
+    let mut sum = 0u32;
+    let mut at = 0;
+    while at + 1 < N {
+        sum += u32::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
+        at += 2;
+    }
+    if N % 2 == 1 {
+        sum += u32::from(bytes[N - 1]) << 8;
+    }
+    (!fold(sum)).to_be_bytes()
+}
+
 /// The checksum `check` (as stored: network byte order) after a 32-bit field changed from
 /// `old` to `new` (both as stored).
 #[inline(always)]

@@ -5,11 +5,16 @@
 //! backend by affinity or Maglev; DNAT to a pod on this node (passed up the stack, TC
 //! reverses it on the way out), or DNAT and SNAT to the node address for a pod on another
 //! node (sent straight back out after a FIB lookup; its replies are reversed here).
+//! A service without backends refuses at once: TCP with a reset, UDP with ICMP port
+//! unreachable.
 //! Everything else is passed untouched.
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, xdp_action},
-    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect},
+    helpers::generated::{
+        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_adjust_head,
+        bpf_xdp_adjust_tail,
+    },
     macros::xdp,
     programs::XdpContext,
 };
@@ -146,10 +151,11 @@ fn balance(ctx: &XdpContext, packet: &Packet) -> Option<u32> {
         mix64(tuple ^ u64::from(dport) << 40),
     ) else {
         count_lb(LbEvent::NoBackend);
-        if proto == IPPROTO_TCP {
-            return Some(reject_tcp(packet, l4));
-        }
-        return Some(xdp_action::XDP_DROP);
+        return Some(if proto == IPPROTO_TCP {
+            reject_tcp(packet, l4)
+        } else {
+            reject_udp(ctx, packet)
+        });
     };
     let snat = chosen.flags & BACKEND_LOCAL == 0 && svc.flags & SERVICE_EXTERNAL_LOCAL == 0;
     let node = NODE_ADDR.load();
@@ -240,6 +246,99 @@ fn reject_tcp(packet: &Packet, l4: usize) -> u32 {
         core::mem::swap(&mut (*tcp).source, &mut (*tcp).dest);
         core::mem::swap(&mut (*eth).src, &mut (*eth).dst);
     }
+    xdp_action::XDP_TX
+}
+
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_PORT_UNREACH: u8 = 3;
+/// What an ICMP error quotes of the datagram it refuses: its IPv4 header (without options)
+/// and the first 8 bytes of its payload (RFC 792).
+const QUOTED: usize = size_of::<Ipv4Hdr>() + size_of::<L4Ports>();
+/// The ICMP header and the quote.
+const ICMP_LEN: usize = 8 + QUOTED;
+
+/// The whole reply to a refused datagram: Ethernet, IPv4, ICMP port unreachable.
+#[repr(C)]
+struct PortUnreachable {
+    eth: EthHdr,
+    ip: Ipv4Hdr,
+    icmp: [u8; ICMP_LEN],
+}
+
+/// Answers a UDP datagram for a service without backends with ICMP port unreachable,
+/// sent back at once (`XDP_TX`): the client's socket fails with "connection refused"
+/// instead of waiting. Datagrams with IP options are dropped (their quote would vary).
+#[inline(always)]
+fn reject_udp(ctx: &XdpContext, packet: &Packet) -> u32 {
+    let (Some(eth), Some(ip), Some(quoted)) = (
+        packet.header::<EthHdr>(0),
+        packet.header::<Ipv4Hdr>(ETH_HLEN),
+        packet.header::<[u8; QUOTED]>(ETH_HLEN),
+    ) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: all three were bounds-checked just above; packet data has no alignment.
+    let (eth, ip, quoted) = unsafe {
+        (
+            core::ptr::read_unaligned(eth),
+            core::ptr::read_unaligned(ip),
+            core::ptr::read_unaligned(quoted),
+        )
+    };
+    if ip.header_len() != size_of::<Ipv4Hdr>() {
+        return xdp_action::XDP_DROP;
+    }
+    let mut icmp = [0u8; ICMP_LEN];
+    icmp[0] = ICMP_DEST_UNREACH;
+    icmp[1] = ICMP_PORT_UNREACH;
+    icmp[8..].copy_from_slice(&quoted);
+    let sum = crate::nat::checksum(&icmp);
+    icmp[2] = sum[0];
+    icmp[3] = sum[1];
+    let mut reply = PortUnreachable {
+        eth: EthHdr {
+            dst: eth.src,
+            src: eth.dst,
+            proto: ETH_P_IP.to_be_bytes(),
+        },
+        ip: Ipv4Hdr {
+            version_ihl: 0x45,
+            tos: 0,
+            tot_len: ((size_of::<Ipv4Hdr>() + ICMP_LEN) as u16).to_be_bytes(),
+            id: [0; 2],
+            frag_off: [0; 2],
+            ttl: 64,
+            protocol: IPPROTO_ICMP,
+            check: [0; 2],
+            saddr: ip.daddr,
+            daddr: ip.saddr,
+        },
+        icmp,
+    };
+    // SAFETY: an `Ipv4Hdr` is 20 plain bytes.
+    let header: [u8; size_of::<Ipv4Hdr>()] = unsafe { core::mem::transmute_copy(&reply.ip) };
+    reply.ip.check = crate::nat::checksum(&header);
+
+    // Make room in front for the new IPv4 and ICMP headers, then cut the datagram's payload.
+    let grow = (size_of::<PortUnreachable>() - ETH_HLEN - QUOTED) as i32;
+    // SAFETY: `ctx.ctx` is the kernel's xdp_md; the helpers check the new bounds.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
+        return xdp_action::XDP_DROP;
+    }
+    let extra = (ctx.data_end() - ctx.data()).saturating_sub(size_of::<PortUnreachable>());
+    // SAFETY: as above.
+    if extra > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(extra as i32)) } != 0 {
+        return xdp_action::XDP_DROP;
+    }
+    let packet = Packet {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    let Some(out) = packet.header_mut::<PortUnreachable>(0) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: bounds-checked just above.
+    unsafe { core::ptr::write_unaligned(out, reply) };
     xdp_action::XDP_TX
 }
 

@@ -337,7 +337,7 @@ fn privileged_nodeport_xdp_refuses_tcp_to_a_service_without_backends_with_a_rese
     assert_eq!(&out[..6], &syn_source_mac(), "back to the sender");
     assert_eq!(stat(&plane, LbEvent::NoBackend), 1);
 
-    // Never a reset for a reset, for a segment with data, nor for UDP: those are dropped.
+    // Never a reset for a reset, nor for a segment with data: those are dropped.
     let (verdict, _) = xdp(
         &mut plane,
         &tcp_frame(CLIENT, 40001, NODE, 30081, packets::TCP_SYN),
@@ -345,13 +345,49 @@ fn privileged_nodeport_xdp_refuses_tcp_to_a_service_without_backends_with_a_rese
     assert_eq!(verdict, XDP_DROP);
     let (verdict, _) = xdp(&mut plane, &bare_segment(CLIENT, 40000, NODE, 30081, 0x04));
     assert_eq!(verdict, XDP_DROP);
+    assert_eq!(stat(&plane, LbEvent::NoBackend), 3);
+}
+
+#[test]
+fn privileged_nodeport_xdp_refuses_udp_to_a_service_without_backends_with_icmp_port_unreachable() {
+    let mut plane = plane();
     let ip = Ipv4::new(CLIENT, NODE, packets::IPPROTO_UDP);
-    let query = packets::ethernet(
-        packets::ETH_P_IP,
-        &ip.packet(&packets::udp(&ip, 5000, 30054, b"query")),
+    let datagram = ip.packet(&packets::udp(&ip, 5000, 30054, b"a query of some length"));
+    let (verdict, out) = xdp(&mut plane, &packets::ethernet(packets::ETH_P_IP, &datagram));
+    assert_eq!(verdict, XDP_TX, "answered on the spot");
+    assert_eq!(
+        out.len(),
+        14 + 20 + 8 + 28,
+        "Ethernet, IPv4, ICMP and the quote"
     );
-    assert_eq!(xdp(&mut plane, &query).0, XDP_DROP);
-    assert_eq!(stat(&plane, LbEvent::NoBackend), 4);
+    assert_eq!(&out[..6], &syn_source_mac(), "back to the sender");
+    assert_eq!(u16::from_be_bytes([out[12], out[13]]), packets::ETH_P_IP);
+    let reply = &out[14..34];
+    assert_eq!(checksum(reply), 0, "IPv4 header checksum");
+    assert_eq!(reply[9], packets::IPPROTO_ICMP);
+    assert_eq!(usize::from(u16::from_be_bytes([reply[2], reply[3]])), 56);
+    assert_eq!(
+        (&reply[12..16], &reply[16..20]),
+        (&NODE.octets()[..], &CLIENT.octets()[..]),
+        "from the address the client sent to, back to the client"
+    );
+    let icmp = &out[34..];
+    assert_eq!((icmp[0], icmp[1]), (3, 3), "destination unreachable, port");
+    assert_eq!(checksum(icmp), 0, "ICMP checksum");
+    assert_eq!(
+        &icmp[8..],
+        &datagram[..28],
+        "quotes the IPv4 header and the first 8 bytes of the datagram"
+    );
+    assert_eq!(stat(&plane, LbEvent::NoBackend), 1);
+
+    // A datagram with IP options is dropped rather than quoted.
+    let mut with_options = Ipv4::new(CLIENT, NODE, packets::IPPROTO_UDP);
+    with_options.options = vec![1, 1, 1, 0];
+    let datagram = with_options.packet(&packets::udp(&with_options, 5000, 30054, b"q"));
+    let (verdict, _) = xdp(&mut plane, &packets::ethernet(packets::ETH_P_IP, &datagram));
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(stat(&plane, LbEvent::NoBackend), 2);
 }
 
 /// A TCP segment without payload.
@@ -514,7 +550,8 @@ fn privileged_nodeport_xdp_snats_flows_to_a_remote_backend_and_reverses_their_re
 }
 
 #[test]
-fn privileged_nodeport_serves_real_tcp_connections_from_outside_through_xdp_and_tc() {
+fn privileged_nodeport_serves_real_connections_from_outside_through_xdp_and_tc_and_refuses_backendless_ports()
+ {
     require_root();
     let client = Netns::new("skoc").unwrap();
     let node = Netns::new("skon").unwrap();
@@ -567,6 +604,10 @@ fn privileged_nodeport_serves_real_tcp_connections_from_outside_through_xdp_and_
             ServiceKey::new(node_ip.octets(), 30081, PROTO_TCP),
             external(Vec::new()),
         ),
+        (
+            ServiceKey::new(node_ip.octets(), 30054, PROTO_UDP),
+            external(Vec::new()),
+        ),
     ]
     .into_iter()
     .collect();
@@ -583,6 +624,20 @@ fn privileged_nodeport_serves_real_tcp_connections_from_outside_through_xdp_and_
         ])
         .unwrap();
     assert_eq!(refused.lines().collect::<Vec<_>>(), vec!["err 111"; 3]);
+    // Likewise for UDP: the ICMP port unreachable from XDP fails a connected socket at once
+    // (111 = ECONNREFUSED; a black hole would time out with 11 = EAGAIN). XDP answers, not
+    // the node's stack (which would also refuse, nothing listens there): it counts them.
+    let before = stat_of(&dataplane, LbEvent::NoBackend);
+    let refused = client
+        .exec(&[
+            env!("CARGO_BIN_EXE_sock_probe"),
+            "udp-connected",
+            "10.78.0.2:30054",
+            "3",
+        ])
+        .unwrap();
+    assert_eq!(refused.lines().collect::<Vec<_>>(), vec!["err 111"; 3]);
+    assert_eq!(stat_of(&dataplane, LbEvent::NoBackend) - before, 3);
 
     // Nothing listens on 10.78.0.2:30080: only XDP's DNAT makes these connections work.
     let stdout = client
