@@ -49,9 +49,9 @@ async fn main() -> Result<()> {
     })
     .context("loading the eBPF data plane")?;
     let mode = dataplane
-        .attach_uplink(&config.uplink)
+        .attach_uplink(&config.uplink, config.dataplane.uplink_hook)
         .with_context(|| format!("attaching to the uplink {}", config.uplink))?;
-    info!(interface = %config.uplink, ?mode, "uplink XDP program attached");
+    info!(interface = %config.uplink, ?mode, "uplink ingress program attached");
     if config.cgroup_root == std::path::Path::new("/sys/fs/cgroup/unified") {
         anyhow::bail!("--cgroup-root must be a subtree of the unified hierarchy, not its root");
     }

@@ -11,6 +11,7 @@ mod nat;
 mod parse;
 mod sock_lb;
 mod tc_uplink;
+mod uplink;
 mod xdp_pass;
 mod xdp_uplink;
 

@@ -1,5 +1,5 @@
-//! Address and port rewriting with incremental checksum updates (RFC 1624), for programs
-//! that write packets directly (XDP). Values are in network byte order as in the packet.
+//! Checksums for programs that write packets directly (XDP): incremental updates (RFC 1624)
+//! and whole sums (RFC 1071). Values are in network byte order as in the packet.
 
 /// Folds a 32-bit one's-complement sum to 16 bits.
 #[inline(always)]
@@ -48,41 +48,4 @@ pub fn csum_replace2(check: [u8; 2], old: u16, new: u16) -> [u8; 2] {
     sum += u32::from(!u16::from_be_bytes(old.to_ne_bytes()));
     sum += u32::from(u16::from_be_bytes(new.to_ne_bytes()));
     (!fold(sum)).to_be_bytes()
-}
-
-/// Where a packet's IPv4 and L4 checksums are, and whether the L4 one is in use.
-#[derive(Clone, Copy)]
-pub struct Checksums {
-    pub ip: *mut [u8; 2],
-    /// `None` for UDP without a checksum (zero), which must stay zero.
-    pub l4: Option<*mut [u8; 2]>,
-}
-
-impl Checksums {
-    /// Accounts for an address change (it is in the IPv4 header and the pseudo-header).
-    ///
-    /// # Safety
-    /// The pointers must point into the packet, checked against its end.
-    #[inline(always)]
-    pub unsafe fn address(&self, old: u32, new: u32) {
-        // SAFETY: the caller guarantees both pointers are inside the packet.
-        unsafe {
-            *self.ip = csum_replace4(*self.ip, old, new);
-            if let Some(l4) = self.l4 {
-                *l4 = csum_replace4(*l4, old, new);
-            }
-        }
-    }
-
-    /// Accounts for a port change (L4 only).
-    ///
-    /// # Safety
-    /// As for [`Checksums::address`].
-    #[inline(always)]
-    pub unsafe fn port(&self, old: u16, new: u16) {
-        if let Some(l4) = self.l4 {
-            // SAFETY: the caller guarantees the pointer is inside the packet.
-            unsafe { *l4 = csum_replace2(*l4, old, new) };
-        }
-    }
 }

@@ -12,6 +12,7 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
 /// An Ethernet header.
+#[derive(Clone, Copy)]
 #[repr(C)]
 pub struct EthHdr {
     pub dst: [u8; 6],
@@ -21,6 +22,7 @@ pub struct EthHdr {
 }
 
 /// The fixed part of an IPv4 header (options follow when `ihl > 5`).
+#[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Ipv4Hdr {
     pub version_ihl: u8,
@@ -52,6 +54,7 @@ impl Ipv4Hdr {
 }
 
 /// The first 8 bytes of TCP, UDP and ICMP headers alike: enough to classify and to read ports.
+#[derive(Clone, Copy)]
 #[repr(C)]
 pub struct L4Ports {
     pub source: [u8; 2],
@@ -60,6 +63,7 @@ pub struct L4Ports {
 }
 
 /// The fixed part of a TCP header.
+#[derive(Clone, Copy)]
 #[repr(C)]
 pub struct TcpHdr {
     pub source: [u8; 2],

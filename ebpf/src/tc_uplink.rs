@@ -1,8 +1,16 @@
-//! TC egress on a node's uplink: reverse NAT for replies of flows XDP sent to a pod on this
-//! node, so the client sees them come from the service address it asked for.
+//! TC on a node's uplink. Egress: reverse NAT for replies of flows the ingress side sent to
+//! a pod on this node, so the client sees them come from the service address it asked for.
+//! Ingress: the same work as the XDP program (`uplink`), for interfaces where XDP costs
+//! more than it saves (veths: native XDP there copies every cloned TCP skb) or cannot run.
 
 use aya_ebpf::{
-    bindings::{BPF_F_PSEUDO_HDR, TC_ACT_OK},
+    bindings::{
+        BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT, bpf_adj_room_mode::BPF_ADJ_ROOM_NET,
+        bpf_fib_lookup,
+    },
+    helpers::generated::{
+        bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail,
+    },
     macros::classifier,
     programs::TcContext,
 };
@@ -14,6 +22,7 @@ use skiff_ebpf_common::{
 use crate::{
     maps::{CONNTRACK, count_lb},
     parse::{ETH_HLEN, ETH_P_IP, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, L4Ports, Packet},
+    uplink::{Hook, Verdict, ingress},
 };
 
 /// Offsets of the fields rewritten, from the start of the IPv4 header / L4 header.
@@ -102,4 +111,108 @@ fn reverse_nat(ctx: &TcContext) -> Option<()> {
     ctx.store(l4 + L4_SPORT, &entry.nat_port, 0).ok()?;
     count_lb(LbEvent::ReverseTranslated);
     Some(())
+}
+
+/// Headers the ingress side reads: Ethernet, IPv4 with options, TCP with options.
+const HEADERS: u32 = (ETH_HLEN + 60 + 60) as u32;
+
+#[classifier]
+pub fn tc_uplink_ingress(ctx: TcContext) -> i32 {
+    // Make the headers linear when they are not (only then: pulling may copy the skb).
+    let headers = ctx.len().min(HEADERS);
+    if ctx.data_end() - ctx.data() < headers as usize {
+        let _ = ctx.pull_data(headers);
+    }
+    let hook = Tc(&ctx);
+    let ifindex = hook.ingress_ifindex();
+    match ingress(&hook) {
+        Verdict::Pass => TC_ACT_OK as i32,
+        Verdict::Drop => TC_ACT_SHOT as i32,
+        // SAFETY: `bpf_redirect` only records the target interface; out of its egress.
+        Verdict::Tx => unsafe { bpf_redirect(ifindex, 0) as i32 },
+        // SAFETY: as above.
+        Verdict::Redirect(target) => unsafe { bpf_redirect(target, 0) as i32 },
+        // SAFETY: without parameters the helper looks the next hop up itself.
+        Verdict::RedirectNeigh(target) => unsafe {
+            bpf_redirect_neigh(target, core::ptr::null_mut(), 0, 0) as i32
+        },
+    }
+}
+
+/// Packet access for TC: writes and checksum updates through the kernel's helpers, which
+/// keep the skb's checksum state (offloads) right.
+struct Tc<'a>(&'a TcContext);
+
+impl Hook for Tc<'_> {
+    const RESOLVES_NEIGHBOURS: bool = true;
+
+    #[inline(always)]
+    fn packet(&self) -> Packet {
+        Packet {
+            start: self.0.data(),
+            end: self.0.data_end(),
+        }
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.len() as usize
+    }
+
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        // SAFETY: `skb` is the kernel's __sk_buff.
+        unsafe { (*self.0.skb.skb).ifindex }
+    }
+
+    #[inline(always)]
+    fn store<T: Copy>(&self, offset: usize, value: &T) -> Option<()> {
+        self.0.store(offset, value, 0).ok()
+    }
+
+    #[inline(always)]
+    fn ip_csum4(&self, old: u32, new: u32) -> Option<()> {
+        self.0
+            .l3_csum_replace(ETH_HLEN + IP_CHECK, u64::from(old), u64::from(new), 4)
+            .ok()
+    }
+
+    #[inline(always)]
+    fn l4_csum4(&self, offset: usize, old: u32, new: u32, pseudo: bool) -> Option<()> {
+        let pseudo = if pseudo {
+            u64::from(BPF_F_PSEUDO_HDR)
+        } else {
+            0
+        };
+        self.0
+            .l4_csum_replace(offset, u64::from(old), u64::from(new), pseudo | 4)
+            .ok()
+    }
+
+    #[inline(always)]
+    fn l4_csum2(&self, offset: usize, old: u16, new: u16) -> Option<()> {
+        self.0
+            .l4_csum_replace(offset, u64::from(old), u64::from(new), 2)
+            .ok()
+    }
+
+    #[inline(always)]
+    fn fib_lookup(&self, params: &mut bpf_fib_lookup) -> i64 {
+        // SAFETY: the helper reads and writes `params`, whose size is passed.
+        unsafe {
+            fib_lookup(
+                self.0.skb.skb.cast(),
+                params,
+                size_of::<bpf_fib_lookup>() as i32,
+                0,
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn reshape(&self, grow: usize, len: usize) -> Option<()> {
+        self.0.adjust_room(grow as i32, BPF_ADJ_ROOM_NET, 0).ok()?;
+        // SAFETY: `skb` is the kernel's __sk_buff; the helper checks the length.
+        (unsafe { bpf_skb_change_tail(self.0.skb.skb, len as u32, 0) } == 0).then_some(())
+    }
 }

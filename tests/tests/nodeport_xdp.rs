@@ -1,13 +1,14 @@
-//! Privileged tests of the NodePort / LoadBalancer path: the uplink XDP program and the TC
-//! egress reverse NAT run by `BPF_PROG_TEST_RUN` on crafted frames against maps written by
-//! the agent's service sync (hit, conntrack, miss, no backend, reverse NAT, SNAT to the
-//! node for a remote backend, IP options, fragments, truncated frames).
+//! Privileged tests of the NodePort / LoadBalancer path: the uplink ingress program (XDP, and
+//! its TC twin) and the TC egress reverse NAT run by `BPF_PROG_TEST_RUN` on crafted frames
+//! against maps written by the agent's service sync (hit, conntrack, miss, no backend,
+//! reverse NAT, SNAT to the node for a remote backend, IP options, fragments, truncated
+//! frames), and on real connections between namespaces at either hook.
 
 use std::{collections::BTreeMap, collections::HashMap, net::Ipv4Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
 use skiff_agent::dataplane::{
-    Dataplane, LoadOptions, MapSizes, XdpAttachMode,
+    Dataplane, LoadOptions, MapSizes, UplinkHook, UplinkMode,
     lb_maps::KernelLbMaps,
     maglev::Maglev,
     services::{DesiredService, ServiceSync},
@@ -30,6 +31,8 @@ const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
 const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
 
 const NODE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
@@ -143,6 +146,21 @@ fn xdp(plane: &mut Plane, frame: &[u8]) -> (u32, Vec<u8>) {
             ..TestRunOptions::new()
         })
         .expect("BPF_PROG_TEST_RUN of xdp_uplink");
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
+/// Runs the uplink TC ingress program (the XDP program's twin) once.
+fn tc_in(plane: &mut Plane, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    let program = plane.dataplane.uplink_ingress_program().unwrap();
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        })
+        .expect("BPF_PROG_TEST_RUN of tc_uplink_ingress");
     out.truncate(result.data_size_out as usize);
     (result.return_value, out)
 }
@@ -390,6 +408,77 @@ fn privileged_nodeport_xdp_refuses_udp_to_a_service_without_backends_with_icmp_p
     assert_eq!(stat(&plane, LbEvent::NoBackend), 2);
 }
 
+#[test]
+fn privileged_nodeport_tc_ingress_translates_keeps_flows_and_refuses_like_the_xdp_program() {
+    let mut plane = plane();
+    // A new flow to a local pod: DNAT, passed up the stack.
+    let (verdict, out) = tc_in(
+        &mut plane,
+        &tcp_frame(CLIENT, 41000, NODE, 30080, packets::TCP_SYN),
+    );
+    assert_eq!(verdict, TC_ACT_OK);
+    let seen = inspect(&out);
+    assert!(
+        LOCAL_PODS.contains(&seen.dst),
+        "DNAT to a pod, got {}",
+        seen.dst
+    );
+    assert_eq!((seen.dport, seen.src, seen.sport), (8080, CLIENT, 41000));
+    // The flow's next segment finds its conntrack entry and the same pod.
+    let (_, again) = tc_in(
+        &mut plane,
+        &tcp_frame(CLIENT, 41000, NODE, 30080, packets::TCP_ACK),
+    );
+    assert_eq!(inspect(&again).dst, seen.dst);
+    assert_eq!(stat(&plane, LbEvent::ConntrackHit), 1);
+
+    // No backend, TCP: the reset goes back out of the interface the SYN came in on.
+    let (verdict, out) = tc_in(
+        &mut plane,
+        &bare_segment(CLIENT, 40000, NODE, 30081, packets::TCP_SYN),
+    );
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    let seen = inspect(&out);
+    assert_eq!(
+        (seen.src, seen.sport, seen.dst, seen.dport),
+        (NODE, 30081, CLIENT, 40000)
+    );
+    assert_eq!(out[14 + 20 + 13], 0x14, "RST|ACK");
+    assert_eq!(&out[..6], &syn_source_mac(), "back to the sender");
+    // ... and a segment with data is dropped.
+    let (verdict, _) = tc_in(
+        &mut plane,
+        &tcp_frame(CLIENT, 40001, NODE, 30081, packets::TCP_SYN),
+    );
+    assert_eq!(verdict, TC_ACT_SHOT);
+
+    // No backend, UDP: ICMP port unreachable quoting the datagram.
+    let ip = Ipv4::new(CLIENT, NODE, packets::IPPROTO_UDP);
+    let datagram = ip.packet(&packets::udp(&ip, 5000, 30054, b"a query of some length"));
+    let (verdict, out) = tc_in(&mut plane, &packets::ethernet(packets::ETH_P_IP, &datagram));
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(out.len(), 14 + 20 + 8 + 28);
+    assert_eq!(checksum(&out[14..34]), 0, "IPv4 header checksum");
+    assert_eq!(
+        (&out[26..30], &out[30..34]),
+        (&NODE.octets()[..], &CLIENT.octets()[..])
+    );
+    assert_eq!((out[34], out[35]), (3, 3), "destination unreachable, port");
+    assert_eq!(checksum(&out[34..]), 0, "ICMP checksum");
+    assert_eq!(&out[42..], &datagram[..28]);
+    assert_eq!(stat(&plane, LbEvent::NoBackend), 3);
+
+    // Not ours: a ClusterIP from outside, an unknown port, a truncated frame pass untouched.
+    for frame in [
+        tcp_frame(CLIENT, 40000, CLUSTER_IP, 80, packets::TCP_SYN),
+        tcp_frame(CLIENT, 40000, NODE, 22, packets::TCP_SYN),
+        tcp_frame(CLIENT, 40000, NODE, 30080, packets::TCP_SYN)[..14 + 20 + 10].to_vec(),
+    ] {
+        let (verdict, out) = tc_in(&mut plane, &frame);
+        assert_eq!((verdict, out), (TC_ACT_OK, frame));
+    }
+}
+
 /// A TCP segment without payload.
 fn bare_segment(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
     let ip = Ipv4::new(src, dst, packets::IPPROTO_TCP);
@@ -550,8 +639,18 @@ fn privileged_nodeport_xdp_snats_flows_to_a_remote_backend_and_reverses_their_re
 }
 
 #[test]
-fn privileged_nodeport_serves_real_connections_from_outside_through_xdp_and_tc_and_refuses_backendless_ports()
- {
+fn privileged_nodeport_serves_real_connections_through_xdp_and_refuses_backendless_ports() {
+    serves_real_connections_and_refuses_backendless_ports(UplinkHook::Xdp, UplinkMode::Native);
+}
+
+#[test]
+fn privileged_nodeport_serves_real_connections_through_tc_ingress_and_refuses_backendless_ports() {
+    serves_real_connections_and_refuses_backendless_ports(UplinkHook::Auto, UplinkMode::Tc);
+}
+
+/// A client namespace talks to NodePorts of a node namespace whose uplink runs the ingress
+/// program at `hook` (a veth: `Auto` picks TC there).
+fn serves_real_connections_and_refuses_backendless_ports(hook: UplinkHook, expected: UplinkMode) {
     require_root();
     let client = Netns::new("skoc").unwrap();
     let node = Netns::new("skon").unwrap();
@@ -580,9 +679,10 @@ fn privileged_nodeport_serves_real_connections_from_outside_through_xdp_and_tc_a
     })
     .unwrap();
     let mode = node
-        .run(|| dataplane.attach_uplink(&node_if))
+        .run(|| dataplane.attach_uplink(&node_if, hook))
         .unwrap()
         .unwrap();
+    assert_eq!(mode, expected);
     let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
     let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 9).unwrap()).unwrap();
     client
@@ -651,7 +751,7 @@ fn privileged_nodeport_serves_real_connections_from_outside_through_xdp_and_tc_a
     let mut replies: HashMap<String, usize> = HashMap::new();
     for line in stdout.lines() {
         let parts: Vec<&str> = line.split(' ').collect();
-        assert_eq!(parts[0], "ok", "{line} (XDP attached {mode:?})");
+        assert_eq!(parts[0], "ok", "{line} (attached {mode:?})");
         assert_eq!(
             parts[1], "10.78.0.2:30080",
             "the client talks to the NodePort"
@@ -704,6 +804,16 @@ fn plug(switch: &Netns, ns: &Netns, cidr: &str) -> String {
 
 #[test]
 fn privileged_nodeport_reaches_a_pod_on_another_node_through_snat_and_xdp_tx() {
+    reaches_a_pod_on_another_node(UplinkHook::Xdp);
+}
+
+#[test]
+fn privileged_nodeport_reaches_a_pod_on_another_node_through_snat_at_tc_resolving_its_neighbour() {
+    reaches_a_pod_on_another_node(UplinkHook::Tc);
+}
+
+/// A client, node A (the NodePort, its ingress program at `hook`) and node B (the pod).
+fn reaches_a_pod_on_another_node(hook: UplinkHook) {
     require_root();
     // client, node A (the NodePort) and node B (the pod) on one switched segment.
     let switch = Netns::new("skos").unwrap();
@@ -734,11 +844,14 @@ fn privileged_nodeport_reaches_a_pod_on_another_node_through_snat_and_xdp_tx() {
             .unwrap()
             .unwrap();
     }
-    // XDP forwards only to resolved neighbours (bpf_fib_lookup gives no ARP); nodes that
-    // talk to each other have them. Resolve node B's once, as that traffic would.
-    node_a
-        .exec(&["ping", "-c", "1", "-W", "2", "10.78.0.3"])
-        .unwrap();
+    if hook == UplinkHook::Xdp {
+        // XDP forwards only to resolved neighbours (bpf_fib_lookup gives no ARP); nodes that
+        // talk to each other have them. Resolve node B's once, as that traffic would. TC
+        // has the kernel resolve it (bpf_redirect_neigh): no help there.
+        node_a
+            .exec(&["ping", "-c", "1", "-W", "2", "10.78.0.3"])
+            .unwrap();
+    }
 
     let node_ip = Ipv4Addr::new(10, 78, 0, 2);
     let mut dataplane = Dataplane::load(&LoadOptions {
@@ -752,10 +865,10 @@ fn privileged_nodeport_reaches_a_pod_on_another_node_through_snat_and_xdp_tx() {
     })
     .unwrap();
     let mode = node_a
-        .run(|| dataplane.attach_uplink("eth0"))
+        .run(|| dataplane.attach_uplink("eth0", hook))
         .unwrap()
         .unwrap();
-    // XDP_TX out of a veth needs an XDP program on its peer (see DESIGN.md).
+    // XDP_TX out of a veth needs an XDP program on its peer (see DESIGN.md); harmless for TC.
     switch
         .run(|| {
             dataplane
@@ -790,7 +903,7 @@ fn privileged_nodeport_reaches_a_pod_on_another_node_through_snat_and_xdp_tx() {
     assert_eq!(
         lines,
         vec!["ok 10.78.0.2:30082 10.244.20.5 10.78.0.2"; 10],
-        "XDP attached {mode:?}; counters {stats:?}; node B's TCP counters: {}",
+        "attached {mode:?}; counters {stats:?}; node B's TCP counters: {}",
         node_b
             .exec(&["grep", "-A1", "Tcp:", "/proc/net/snmp"])
             .unwrap_or_default(),
@@ -798,7 +911,12 @@ fn privileged_nodeport_reaches_a_pod_on_another_node_through_snat_and_xdp_tx() {
 }
 
 /// A data plane as an agent runs it: maps and links pinned under `pins`, services written.
-fn pinned_plane(node: &Netns, node_if: &str, pins: &PinDir) -> (Dataplane, XdpAttachMode) {
+fn pinned_plane(
+    node: &Netns,
+    node_if: &str,
+    pins: &PinDir,
+    hook: UplinkHook,
+) -> (Dataplane, UplinkMode) {
     let sizes = MapSizes {
         maglev_table_size: 251,
         maglev_tables: 16,
@@ -811,7 +929,7 @@ fn pinned_plane(node: &Netns, node_if: &str, pins: &PinDir) -> (Dataplane, XdpAt
     })
     .unwrap();
     let mode = node
-        .run(|| dataplane.attach_uplink(node_if))
+        .run(|| dataplane.attach_uplink(node_if, hook))
         .unwrap()
         .unwrap();
     let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
@@ -855,8 +973,8 @@ fn privileged_pinned_uplink_programs_keep_forwarding_while_no_agent_runs_and_are
     let pins = PinDir::new("skiffbpf").unwrap();
     let ok = vec!["ok 10.78.0.2:30080".to_string(); 10];
 
-    let (first, mode) = pinned_plane(&node, &node_if, &pins);
-    assert_ne!(mode, XdpAttachMode::Replaced);
+    let (first, mode) = pinned_plane(&node, &node_if, &pins, UplinkHook::Xdp);
+    assert_ne!(mode, UplinkMode::Replaced);
     assert_eq!(nodeport_answers(&client), ok);
 
     // The agent exits: its pinned links and maps go on forwarding.
@@ -864,8 +982,8 @@ fn privileged_pinned_uplink_programs_keep_forwarding_while_no_agent_runs_and_are
     assert_eq!(nodeport_answers(&client), ok, "forwarding with no agent");
 
     // The next agent swaps its programs into the pinned links and adopts the maps.
-    let (second, mode) = pinned_plane(&node, &node_if, &pins);
-    assert_eq!(mode, XdpAttachMode::Replaced);
+    let (second, mode) = pinned_plane(&node, &node_if, &pins, UplinkHook::Xdp);
+    assert_eq!(mode, UplinkMode::Replaced);
     assert_eq!(nodeport_answers(&client), ok);
     let links = std::fs::read_dir(pins.path().join("links"))
         .unwrap()
@@ -907,5 +1025,26 @@ fn privileged_pinned_uplink_programs_keep_forwarding_while_no_agent_runs_and_are
         flows.contains("10.78.0.1:") && flows.contains("from 10.78.0.2:30080/tcp"),
         "{flows}"
     );
+
+    // An agent configured for TC ingress takes over from the XDP one: its TC link comes
+    // first, then the XDP link goes; forwarding goes on throughout.
+    let (third, mode) = pinned_plane(&node, &node_if, &pins, UplinkHook::Tc);
+    assert_eq!(mode, UplinkMode::Tc);
     drop(second);
+    assert_eq!(nodeport_answers(&client), ok, "forwarding at TC ingress");
+    let links = std::fs::read_dir(pins.path().join("links"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(
+        links,
+        ["tc_uplink_egress", "tc_uplink_ingress"]
+            .map(String::from)
+            .into_iter()
+            .collect(),
+        "the XDP link released"
+    );
+    let shown = node.exec(&["ip", "link", "show", &node_if]).unwrap();
+    assert!(!shown.contains("xdp"), "{shown}");
+    drop(third);
 }

@@ -4,7 +4,7 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use aya::programs::{TestRun, TestRunOptions};
-use skiff_agent::dataplane::{Dataplane, LoadOptions};
+use skiff_agent::dataplane::{Dataplane, LoadOptions, UplinkHook};
 use skiff_ebpf_common::{PacketClass, PacketCounter};
 use skiff_tests::{
     netns::{Netns, veth_between},
@@ -34,7 +34,7 @@ fn privileged_uplink_xdp_on_a_veth_counts_real_pings() {
 
     let mut dataplane = Dataplane::load(&LoadOptions::default()).unwrap();
     let mode = node
-        .run(|| dataplane.attach_uplink(&node_if))
+        .run(|| dataplane.attach_uplink(&node_if, UplinkHook::Xdp))
         .unwrap()
         .unwrap();
     eprintln!(

@@ -31,6 +31,8 @@ pub const XDP_UPLINK: &str = "xdp_uplink";
 pub const XDP_PASS: &str = "xdp_pass";
 /// The TC egress program on a node's uplink (reverse NAT of local backends' replies).
 pub const TC_UPLINK_EGRESS: &str = "tc_uplink_egress";
+/// The TC twin of the uplink XDP program, for interfaces where XDP does not pay.
+pub const TC_UPLINK_INGRESS: &str = "tc_uplink_ingress";
 /// Per-class packet counters of the uplink program.
 pub const UPLINK_STATS: &str = "UPLINK_STATS";
 /// The socket load-balancing programs, attached to the node's cgroup subtree.
@@ -130,14 +132,29 @@ pub enum DataplaneError {
     },
 }
 
-/// How an XDP program ended up attached.
+/// Which hook runs the uplink's ingress program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum UplinkHook {
+    /// TC on virtual interfaces (veth, tun): native XDP there copies every cloned TCP skb
+    /// and costs more than it saves. XDP in the driver elsewhere, TC when that fails.
+    #[default]
+    Auto,
+    /// XDP, in the driver when it can, else generic XDP.
+    Xdp,
+    /// TC ingress.
+    Tc,
+}
+
+/// How the uplink's ingress program ended up attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpAttachMode {
-    /// In the driver, before the kernel allocates a socket buffer.
+pub enum UplinkMode {
+    /// XDP in the driver, before the kernel allocates a socket buffer.
     Native,
     /// Generic XDP in the network stack, for devices whose driver lacks XDP.
     Generic,
-    /// A previous agent's pinned link now runs this agent's program, in that link's mode.
+    /// TC ingress (the clsact hook).
+    Tc,
+    /// A previous agent's pinned XDP link now runs this agent's program, in that link's mode.
     Replaced,
 }
 
@@ -232,12 +249,11 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
-        tc_program(&mut ebpf, TC_UPLINK_EGRESS)?
-            .load()
-            .map_err(|source| DataplaneError::Program {
-                name: TC_UPLINK_EGRESS,
-                source,
-            })?;
+        for name in [TC_UPLINK_INGRESS, TC_UPLINK_EGRESS] {
+            tc_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
         Ok(Self {
             ebpf,
             pin_path: options.pin_path.clone(),
@@ -316,35 +332,102 @@ impl Dataplane {
     }
 
     /// Attaches the uplink programs to `interface` (in the calling thread's network
-    /// namespace): XDP natively when the driver supports it, generically otherwise, and TC
-    /// egress for reverse NAT.
+    /// namespace): the ingress program at the hook `hook` picks, and TC egress for reverse
+    /// NAT.
     ///
     /// Without a pin path they stay attached until this `Dataplane` is dropped. With one,
     /// their links are pinned under `<pin path>/links` and outlive the agent; a previous
     /// agent's XDP link has its program swapped atomically (keeping its mode), and its TC
-    /// link is released once the new one is attached, so forwarding never stops.
+    /// links are released once the new ones are attached, so forwarding never stops. A
+    /// previous agent's ingress program at the other hook is released likewise.
     ///
     /// # Errors
     /// When the interface does not exist or a program cannot be attached or pinned.
-    pub fn attach_uplink(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
+    pub fn attach_uplink(
+        &mut self,
+        interface: &str,
+        hook: UplinkHook,
+    ) -> Result<UplinkMode, DataplaneError> {
         let link_dir = self.link_dir()?;
         // clsact may already be there (a previous agent's); that is fine.
         let _ = tc::qdisc_add_clsact(interface);
-        let program = tc_program(&mut self.ebpf, TC_UPLINK_EGRESS)?;
+        self.attach_tc(interface, TC_UPLINK_EGRESS, TcAttachType::Egress, &link_dir)?;
+        let use_tc = match hook {
+            UplinkHook::Tc => true,
+            UplinkHook::Xdp => false,
+            UplinkHook::Auto => is_virtual(interface),
+        };
+        let mode = if use_tc {
+            self.attach_tc(
+                interface,
+                TC_UPLINK_INGRESS,
+                TcAttachType::Ingress,
+                &link_dir,
+            )?;
+            UplinkMode::Tc
+        } else {
+            match self.attach_xdp(interface, &link_dir) {
+                Ok(mode) => mode,
+                Err(error) if hook == UplinkHook::Auto => {
+                    tracing::warn!(interface, %error, "XDP cannot attach; using TC ingress");
+                    self.attach_tc(
+                        interface,
+                        TC_UPLINK_INGRESS,
+                        TcAttachType::Ingress,
+                        &link_dir,
+                    )?;
+                    UplinkMode::Tc
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        // The ingress program at the other hook, if a previous agent left one, goes now.
+        if let Some(dir) = &link_dir {
+            let other = if mode == UplinkMode::Tc {
+                XDP_UPLINK
+            } else {
+                TC_UPLINK_INGRESS
+            };
+            let path = dir.join(other);
+            if let Ok(previous) = PinnedLink::from_pin(&path) {
+                previous
+                    .unpin()
+                    .map_err(|source| DataplaneError::UnpinLink { path, source })?;
+            }
+        }
+        Ok(mode)
+    }
+
+    /// Attaches the TC program `name` at `direction` of `interface`, pinned (replacing a
+    /// previous agent's) when there is a link directory.
+    fn attach_tc(
+        &mut self,
+        interface: &str,
+        name: &'static str,
+        direction: TcAttachType,
+        link_dir: &Option<PathBuf>,
+    ) -> Result<(), DataplaneError> {
+        let program = tc_program(&mut self.ebpf, name)?;
         let tc_err = |source| DataplaneError::AttachTc {
             interface: interface.to_string(),
             source,
         };
-        let id = program
-            .attach(interface, TcAttachType::Egress)
-            .map_err(tc_err)?;
-        if let Some(dir) = &link_dir {
-            let path = dir.join(TC_UPLINK_EGRESS);
+        let id = program.attach(interface, direction).map_err(tc_err)?;
+        if let Some(dir) = link_dir {
+            let path = dir.join(name);
             let link = fd_link(program.take_link(id).map_err(tc_err)?, &path)?;
-            self.pinned_links
-                .push(pin_replacing(TC_UPLINK_EGRESS, &path, link)?);
+            self.pinned_links.push(pin_replacing(name, &path, link)?);
         }
+        Ok(())
+    }
 
+    /// Attaches the uplink XDP program: into a previous agent's pinned link, else in the
+    /// driver, else generically.
+    fn attach_xdp(
+        &mut self,
+        interface: &str,
+        link_dir: &Option<PathBuf>,
+    ) -> Result<UplinkMode, DataplaneError> {
         let xdp = xdp_program(&mut self.ebpf, XDP_UPLINK)?;
         let xdp_err = |source| DataplaneError::AttachXdp {
             interface: interface.to_string(),
@@ -362,7 +445,7 @@ impl Dataplane {
                 }
             })?;
             match xdp.attach_to_link(link) {
-                Ok(_) => return Ok(XdpAttachMode::Replaced),
+                Ok(_) => return Ok(UplinkMode::Replaced),
                 Err(error) => {
                     // A link whose interface went away (ENOLINK: "severed") cannot be
                     // taken over: drop its pin and attach anew.
@@ -373,10 +456,10 @@ impl Dataplane {
             }
         }
         let (id, mode) = match xdp.attach(interface, XdpMode::Driver) {
-            Ok(id) => (id, XdpAttachMode::Native),
+            Ok(id) => (id, UplinkMode::Native),
             Err(_) => (
                 xdp.attach(interface, XdpMode::Skb).map_err(xdp_err)?,
-                XdpAttachMode::Generic,
+                UplinkMode::Generic,
             ),
         };
         if let Some(path) = &path {
@@ -431,6 +514,15 @@ impl Dataplane {
     /// When the object has no such program.
     pub fn uplink_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
         xdp_program(&mut self.ebpf, XDP_UPLINK)
+    }
+
+    /// The uplink's TC ingress program (the XDP program's twin), e.g. to run it with
+    /// `BPF_PROG_TEST_RUN`.
+    ///
+    /// # Errors
+    /// When the object has no such program.
+    pub fn uplink_ingress_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
+        tc_program(&mut self.ebpf, TC_UPLINK_INGRESS)
     }
 
     /// The uplink's TC egress program, e.g. to run it with `BPF_PROG_TEST_RUN`.
@@ -525,6 +617,57 @@ fn pin_replacing(
     })?;
     drop(previous);
     Ok(pinned)
+}
+
+/// Whether `interface` (in the calling thread's network namespace) is a veth or tun/tap
+/// device, by its driver's name (`ETHTOOL_GDRVINFO`). Unknown counts as physical.
+fn is_virtual(interface: &str) -> bool {
+    matches!(driver_name(interface).as_deref(), Some("veth" | "tun"))
+}
+
+/// The driver of `interface`, as `ethtool -i` shows it.
+fn driver_name(interface: &str) -> Option<String> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 0x3;
+    /// `struct ethtool_drvinfo` (linux/ethtool.h).
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        counts: [u32; 5],
+    }
+    let name = interface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: both are plain C structs for which all-zero bytes are valid.
+    let mut info: DrvInfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    // SAFETY: as above.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(name) {
+        *to = *from as libc::c_char;
+    }
+    request.ifr_ifru.ifru_data = (&raw mut info).cast();
+    // SAFETY: a plain socket call; the descriptor is closed below.
+    let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if socket < 0 {
+        return None;
+    }
+    // SAFETY: `request` points at `info`, which outlives the call, as SIOCETHTOOL expects.
+    let rc = unsafe { libc::ioctl(socket, SIOCETHTOOL, &raw mut request) };
+    // SAFETY: the descriptor was opened above and is not used after.
+    unsafe { libc::close(socket) };
+    if rc != 0 {
+        return None;
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
 fn tc_program<'a>(

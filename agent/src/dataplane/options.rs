@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::{MapSizes, maglev};
+use super::{MapSizes, UplinkHook, maglev};
 
 /// Data-plane flags of `skiff-agent`.
 #[derive(Clone, Debug, Args)]
@@ -29,6 +29,11 @@ pub struct DataplaneArgs {
     /// Entries of the LRU flow maps (socket reverse NAT, affinity, conntrack).
     #[arg(long = "dataplane-max-flows", default_value_t = 65536)]
     pub max_flows: u32,
+    /// Where the uplink's NodePort/LoadBalancer program runs: `xdp`, `tc` (ingress), or
+    /// `auto` (TC on veth/tun devices, where native XDP costs more than it saves; XDP in
+    /// the driver elsewhere, TC when that fails).
+    #[arg(long, value_enum, default_value_t = UplinkHook::Auto)]
+    pub uplink_hook: UplinkHook,
 }
 
 impl DataplaneArgs {

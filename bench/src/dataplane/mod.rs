@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context, Result, ensure};
 use skiff_agent::dataplane::{
-    Dataplane, LoadOptions, MapSizes,
+    Dataplane, LoadOptions, MapSizes, UplinkHook,
     lb_maps::KernelLbMaps,
     maglev::Maglev,
     services::{DesiredService, ServiceSync},
@@ -292,7 +292,11 @@ impl SkiffPlane {
         .context("loading the data plane")?;
         let cgroup = TestCgroup::new("sbcg")?;
         dataplane.attach_socket_lb(cgroup.path())?;
-        topo.node.run(|| dataplane.attach_uplink(&topo.uplink))??;
+        // As the agent does by default: on this veth uplink that is TC ingress.
+        let mode = topo
+            .node
+            .run(|| dataplane.attach_uplink(&topo.uplink, UplinkHook::Auto))??;
+        eprintln!("skiff's uplink program attached as {mode:?}");
         let maps = KernelLbMaps::take(&mut dataplane, TABLE_SIZE)?;
         let sync = ServiceSync::adopt(&maps, Maglev::new(TABLE_SIZE, 1)?)?;
         let mut plane = Self {
