@@ -229,7 +229,8 @@ async fn privileged_agent_syncs_a_cluster_ip_from_the_api_and_a_restart_keeps_fo
         "sock_recvmsg4",
         "sock_sendmsg4",
         "tc_uplink_egress",
-        "xdp_uplink",
+        // The node's uplink is a veth: the agent runs the ingress program at TC there.
+        "tc_uplink_ingress",
     ];
     assert_eq!(
         links,
