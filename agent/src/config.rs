@@ -1,6 +1,9 @@
 //! The agent's command line: who this node is and where its resources live.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+};
 
 use clap::Parser;
 
@@ -71,6 +74,10 @@ pub struct Config {
     /// Container log files rotate past this many MiB.
     #[arg(long, default_value_t = 10)]
     pub container_log_max_mib: u64,
+    /// Where the node API (logs, exec, image import for the control plane; mutual TLS)
+    /// listens; its port is reported in the Node's daemonEndpoints.
+    #[arg(long, default_value = "0.0.0.0:10250")]
+    pub node_api_listen: SocketAddr,
 }
 
 impl Config {

@@ -6,5 +6,6 @@ pub mod dataplane;
 pub mod logs;
 pub mod network;
 pub mod node;
+pub mod node_api;
 pub mod pods;
 pub mod runtime;

@@ -11,12 +11,12 @@ use std::{
 use async_trait::async_trait;
 use containerd_client::{
     services::v1::{
-        ApplyRequest, Container, CreateContainerRequest, CreateRequest as LeaseCreateRequest,
-        CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest,
-        DeleteRequest as LeaseDeleteRequest, DeleteTaskRequest, ExecProcessRequest,
-        GetContainerRequest, GetImageRequest, Info as ContentInfo, KillRequest,
-        ListContainersRequest, ListTasksRequest, ReadContentRequest, StartRequest,
-        UpdateContainerRequest, UpdateRequest as ContentUpdateRequest, WaitRequest,
+        ApplyRequest, CloseIoRequest, Container, CreateContainerRequest,
+        CreateRequest as LeaseCreateRequest, CreateTaskRequest, DeleteContainerRequest,
+        DeleteProcessRequest, DeleteRequest as LeaseDeleteRequest, DeleteTaskRequest,
+        ExecProcessRequest, GetContainerRequest, GetImageRequest, Info as ContentInfo, KillRequest,
+        ListContainersRequest, ListTasksRequest, ReadContentRequest, ResizePtyRequest,
+        StartRequest, UpdateContainerRequest, UpdateRequest as ContentUpdateRequest, WaitRequest,
         container::Runtime as ContainerRuntime,
         containers_client::ContainersClient,
         content_client::ContentClient,
@@ -682,6 +682,153 @@ impl Containerd {
             .await
             .map_err(|s| call("container update", id, s))?;
         Ok(())
+    }
+}
+
+/// Where an exec's standard streams go: FIFO paths the shim opens (empty: none).
+#[derive(Clone, Debug, Default)]
+pub struct ExecIo {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// Exec with streams, for the node API: the process spec comes from the container's own
+/// spec (user, environment, working directory, capabilities), with another command.
+impl Containerd {
+    /// The `process` of the container's OCI spec.
+    ///
+    /// # Errors
+    /// When the container is gone or its spec is not JSON.
+    pub async fn container_process(&self, id: &str) -> Result<Value, RuntimeError> {
+        let container = ContainersClient::new(self.channel.clone())
+            .get(self.request(GetContainerRequest { id: id.to_string() }))
+            .await
+            .map_err(|s| call("container get", id, s))?
+            .into_inner()
+            .container
+            .ok_or_else(|| RuntimeError::NotFound { id: id.into() })?;
+        let spec: Value = container
+            .spec
+            .and_then(|any| serde_json::from_slice(&any.value).ok())
+            .unwrap_or(Value::Null);
+        Ok(spec.get("process").cloned().unwrap_or_else(
+            || serde_json::json!({"user": {"uid": 0, "gid": 0}, "cwd": "/", "env": []}),
+        ))
+    }
+
+    /// Creates and starts exec process `exec_id` in container `id` running `process`.
+    ///
+    /// # Errors
+    /// When containerd refuses (e.g. the task is not running).
+    pub async fn exec_start(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &Value,
+        io: &ExecIo,
+    ) -> Result<(), RuntimeError> {
+        let mut tasks = TasksClient::new(self.channel.clone());
+        tasks
+            .exec(self.request(ExecProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdin: io.stdin.clone(),
+                stdout: io.stdout.clone(),
+                stderr: io.stderr.clone(),
+                terminal: io.terminal,
+                spec: Some(Any {
+                    type_url: PROCESS_TYPE_URL.into(),
+                    value: serde_json::to_vec(process).unwrap_or_default(),
+                }),
+            }))
+            .await
+            .map_err(|s| call("task exec", id, s))?;
+        if let Err(s) = tasks
+            .start(self.request(StartRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+        {
+            self.exec_delete(id, exec_id).await;
+            return Err(call("exec start", id, s));
+        }
+        Ok(())
+    }
+
+    /// Waits for exec process `exec_id` to exit; returns its exit status.
+    ///
+    /// # Errors
+    /// When containerd cannot wait for it.
+    pub async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<u32, RuntimeError> {
+        Ok(TasksClient::new(self.channel.clone())
+            .wait(self.request(WaitRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+            .map_err(|s| call("exec wait", id, s))?
+            .into_inner()
+            .exit_status)
+    }
+
+    /// Resizes the terminal of exec process `exec_id`.
+    ///
+    /// # Errors
+    /// When containerd refuses.
+    pub async fn exec_resize(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), RuntimeError> {
+        TasksClient::new(self.channel.clone())
+            .resize_pty(self.request(ResizePtyRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                width,
+                height,
+            }))
+            .await
+            .map_err(|s| call("exec resize", id, s))?;
+        Ok(())
+    }
+
+    /// Closes the stdin of exec process `exec_id` (the shim stops reading its FIFO and the
+    /// process sees the end of its input).
+    pub async fn exec_close_stdin(&self, id: &str, exec_id: &str) {
+        let _ = TasksClient::new(self.channel.clone())
+            .close_io(self.request(CloseIoRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdin: true,
+            }))
+            .await;
+    }
+
+    /// Deletes exec process `exec_id` (the shim finishes copying its output first).
+    pub async fn exec_delete(&self, id: &str, exec_id: &str) {
+        let _ = TasksClient::new(self.channel.clone())
+            .delete_process(self.request(DeleteProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await;
+    }
+
+    /// Kills exec process `exec_id` with `signal`.
+    pub async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) {
+        let _ = TasksClient::new(self.channel.clone())
+            .kill(self.request(KillRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                signal,
+                all: false,
+            }))
+            .await;
     }
 }
 
