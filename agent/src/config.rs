@@ -78,6 +78,11 @@ pub struct Config {
     /// listens; its port is reported in the Node's daemonEndpoints.
     #[arg(long, default_value = "0.0.0.0:10250")]
     pub node_api_listen: SocketAddr,
+    /// A directory of image archives (OCI layout or docker save `.tar`) the agent imports
+    /// at start and whenever one is added, like k3s's agent/images [default:
+    /// <state-dir>/images]
+    #[arg(long)]
+    pub images_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -85,6 +90,13 @@ impl Config {
     /// relative to): `--cgroup-root` without the cgroup mount prefix.
     pub fn cgroup_parent(&self) -> String {
         cgroup_parent(&self.cgroup_root)
+    }
+
+    /// The images directory: the flag, else `<state-dir>/images`.
+    pub fn images_dir(&self) -> PathBuf {
+        self.images_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("images"))
     }
 
     /// The log driver to use: the flag, else `skiff-logger` beside this binary if present.

@@ -87,7 +87,7 @@ async fn main() -> Result<()> {
         until_stopped(),
     ));
     let node_api = {
-        let (config, client, shutdown) = (config.clone(), client.clone(), until_stopped());
+        let (config, client, shutdown) = (config.clone(), client.clone(), until_stopped.clone());
         tokio::spawn(async move {
             if let Err(error) = serve_node_api(&config, &client, shutdown).await {
                 warn!(
@@ -189,14 +189,19 @@ async fn register(config: &Config) -> Result<(Heartbeat, Client)> {
 }
 
 /// Serves the node API once the API server has signed its certificate and containerd
-/// answers.
-async fn serve_node_api(
-    config: &Config,
-    client: &Client,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<()> {
+/// answers, and imports the archives of the images directory.
+async fn serve_node_api<F>(config: &Config, client: &Client, shutdown: impl Fn() -> F) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let ca = std::fs::read_to_string(&config.ca_file)
         .with_context(|| format!("reading the cluster CA {}", config.ca_file.display()))?;
+    let runtime = connect_containerd(config).await;
+    tokio::spawn(skiff_agent::runtime::import::watch_images_dir(
+        runtime.clone(),
+        config.images_dir(),
+        shutdown(),
+    ));
     let mut delay = Duration::from_millis(200);
     let identity = loop {
         match serving_identity(client, &config.node_name).await {
@@ -212,9 +217,10 @@ async fn serve_node_api(
     let api = NodeApi {
         logs_dir: config.state_dir.join("logs"),
         exec_dir: config.state_dir.join("exec"),
-        runtime: connect_containerd(config).await,
+        uploads_dir: config.state_dir.join("uploads"),
+        runtime,
     };
-    api.serve(config.node_api_listen, identity, &ca, shutdown)
+    api.serve(config.node_api_listen, identity, &ca, shutdown())
         .await?;
     Ok(())
 }

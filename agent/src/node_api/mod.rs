@@ -5,7 +5,8 @@
 //! node name (a CSR through `IssueNodeServingCertificate`), and serves with mutual TLS:
 //! callers need a client certificate from the cluster CA whose common name is the API
 //! server's ([`skiff_api::node_api::API_SERVER_CLIENT_NAME`]). `logs` reads the CRI log
-//! files, `exec` runs commands through containerd.
+//! files, `exec` runs commands through containerd, and image uploads are received into a
+//! file and imported (`runtime::import`).
 
 pub mod exec;
 pub mod logs;
@@ -17,7 +18,8 @@ use skiff_api::{
     client::{Client, ClientError},
     node_api::API_SERVER_CLIENT_NAME,
     proto::{
-        ExecInput, ExecOutput, ImageUpload, ImportProgress, LogChunk, LogsRequest, exec_input,
+        ExecInput, ExecOutput, ImageUpload, ImageUploadStart, ImportProgress, LogChunk,
+        LogsRequest, exec_input, image_upload,
         node_server::{Node, NodeServer},
     },
     status::{ApiError, Reason},
@@ -108,6 +110,8 @@ pub struct NodeApi {
     pub logs_dir: PathBuf,
     /// Where exec FIFOs are made (`<state>/exec`).
     pub exec_dir: PathBuf,
+    /// Where uploaded image archives are kept while they are imported.
+    pub uploads_dir: PathBuf,
     pub runtime: Containerd,
 }
 
@@ -227,12 +231,110 @@ impl Node for NodeApi {
 
     async fn import_image(
         &self,
-        _request: Request<Streaming<ImageUpload>>,
+        request: Request<Streaming<ImageUpload>>,
     ) -> Result<Response<Self::ImportImageStream>, Status> {
-        Err(ApiError::new(
-            Reason::MethodNotAllowed,
-            "this agent does not import images through the node API yet",
-        )
-        .into())
+        let mut inbound = request.into_inner();
+        let Some(Ok(ImageUpload {
+            upload: Some(image_upload::Upload::Start(start)),
+        })) = inbound.next().await
+        else {
+            return Err(ApiError::bad_request("the first upload message must be `start`").into());
+        };
+        let internal = |e: std::io::Error| -> Status {
+            ApiError::internal(format!(
+                "storing the upload in {}: {e}",
+                self.uploads_dir.display()
+            ))
+            .into()
+        };
+        std::fs::create_dir_all(&self.uploads_dir).map_err(internal)?;
+        let path = self
+            .uploads_dir
+            .join(format!("{}.tar", uuid::Uuid::new_v4().simple()));
+        let (tx, rx) = mpsc::channel(16);
+        let runtime = self.runtime.clone();
+        tokio::spawn(async move {
+            let result = receive_and_import(&runtime, &path, &start, inbound, &tx).await;
+            let _ = std::fs::remove_file(&path);
+            if let Err(error) = result {
+                warn!(file = %start.file_name, error = %error.message, "image import failed");
+                let _ = tx.send(Err(error.into())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+fn progress(received: u64, phase: &str) -> Result<ImportProgress, Status> {
+    Ok(ImportProgress {
+        received,
+        phase: phase.to_string(),
+        images: Vec::new(),
+    })
+}
+
+/// Writes the upload to `path` (reporting every MiB), then imports it.
+async fn receive_and_import(
+    runtime: &Containerd,
+    path: &std::path::Path,
+    start: &ImageUploadStart,
+    mut inbound: Streaming<ImageUpload>,
+    out: &mpsc::Sender<Result<ImportProgress, Status>>,
+) -> Result<(), ApiError> {
+    use tokio::io::AsyncWriteExt;
+    let io = |e: std::io::Error| ApiError::internal(format!("writing {}: {e}", path.display()));
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut received = 0u64;
+    let mut reported = 0u64;
+    while let Some(message) = inbound.next().await {
+        let message = message.map_err(|s| {
+            ApiError::bad_request(format!(
+                "the upload of {} broke off: {}",
+                start.file_name,
+                s.message()
+            ))
+        })?;
+        if let Some(image_upload::Upload::Data(bytes)) = message.upload {
+            file.write_all(&bytes).await.map_err(io)?;
+            received += bytes.len() as u64;
+            if received - reported >= 1 << 20 {
+                reported = received;
+                let _ = out.send(progress(received, "receiving")).await;
+            }
+        }
+    }
+    file.flush().await.map_err(io)?;
+    drop(file);
+    if start.size > 0 && received != start.size {
+        return Err(ApiError::bad_request(format!(
+            "the upload of {} ended after {received} of {} bytes",
+            start.file_name, start.size
+        )));
+    }
+    let _ = out.send(progress(received, "importing")).await;
+    let (steps, mut step_rx) = mpsc::unbounded_channel::<String>();
+    let forward = {
+        let out = out.clone();
+        tokio::spawn(async move {
+            while let Some(step) = step_rx.recv().await {
+                let _ = out.send(progress(received, &step)).await;
+            }
+        })
+    };
+    let report = move |step: &str| {
+        let _ = steps.send(step.to_string());
+    };
+    let imported = runtime.import_archive(path, &report).await;
+    drop(report);
+    let _ = forward.await;
+    let names = imported.map_err(|e| ApiError::bad_request(crate::error_chain(&e)))?;
+    info!(file = %start.file_name, images = ?names, "imported an uploaded archive");
+    let _ = out
+        .send(Ok(ImportProgress {
+            received,
+            phase: "done".into(),
+            images: names,
+        }))
+        .await;
+    Ok(())
 }

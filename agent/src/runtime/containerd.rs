@@ -48,10 +48,10 @@ const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/
 /// A containerd connection scoped to one containerd namespace.
 #[derive(Clone, Debug)]
 pub struct Containerd {
-    channel: Channel,
+    pub(super) channel: Channel,
     namespace: String,
     /// The lease requests are made under (keeps what they create from containerd's GC).
-    lease: Option<String>,
+    pub(super) lease: Option<String>,
     /// The log driver binary the shim runs for each task, and its rotation size; without
     /// one, the shim appends raw output to the file itself.
     logger: Option<(std::path::PathBuf, u64)>,
@@ -102,7 +102,7 @@ impl Containerd {
     /// A copy of this connection whose requests hold a new lease, so snapshots and content
     /// made before anything references them are not garbage-collected; the lease expires
     /// by itself if [`Containerd::release`] is never called.
-    async fn leased(&self) -> Result<Self, RuntimeError> {
+    pub(super) async fn leased(&self) -> Result<Self, RuntimeError> {
         let id = format!("skiff-{}", uuid::Uuid::new_v4().simple());
         let expire = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10);
         LeasesClient::new(self.channel.clone())
@@ -122,7 +122,7 @@ impl Containerd {
     }
 
     /// Ends the lease this copy holds.
-    async fn release(self) {
+    pub(super) async fn release(self) {
         if let Some(id) = &self.lease {
             let _ = LeasesClient::new(self.channel.clone())
                 .delete(self.request(LeaseDeleteRequest {
@@ -133,7 +133,7 @@ impl Containerd {
         }
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
+    pub(super) fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         if let Ok(value) = self.namespace.parse() {
             request.metadata_mut().insert("containerd-namespace", value);
@@ -311,7 +311,7 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-fn call(call: &'static str, what: &str, status: tonic::Status) -> RuntimeError {
+pub(super) fn call(call: &'static str, what: &str, status: tonic::Status) -> RuntimeError {
     if status.code() == Code::NotFound && call.starts_with("container") {
         return RuntimeError::NotFound { id: what.into() };
     }

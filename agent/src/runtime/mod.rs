@@ -5,8 +5,10 @@
 //! ([`spec`]), started as a task, and after its exit kept (task deleted, exit recorded in its
 //! labels) until the next attempt replaces it, so a restarted agent still knows `lastState`.
 
+pub mod archive;
 pub mod containerd;
 pub mod image;
+pub mod import;
 pub mod spec;
 
 use std::collections::BTreeMap;
