@@ -10,6 +10,7 @@ pub mod delete;
 pub mod describe;
 pub mod exec;
 pub mod get;
+pub mod image;
 pub mod logs;
 pub mod rollout;
 pub mod scale;
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Rollout(args) => rollout::run(&session, args).await,
         Command::Scale(args) => scale::run(&session, args).await,
         Command::Logs(args) => logs::run(&session, args).await,
+        Command::Image(args) => image::run(&session, args).await,
         Command::Exec(args) => match exec::run(&session, args).await? {
             0 => Ok(()),
             code => Err(CtlError::Exit(code)),
