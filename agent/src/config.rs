@@ -83,6 +83,10 @@ pub struct Config {
     /// <state-dir>/images]
     #[arg(long)]
     pub images_dir: Option<PathBuf>,
+    /// A registry (`host:port`) images are pulled from over plain HTTP, like containerd's
+    /// insecure registries (repeatable). Others need HTTPS, which is not supported yet.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub plain_http_registry: Vec<String>,
 }
 
 impl Config {

@@ -264,7 +264,9 @@ async fn start_pods(
         }
     };
     let pod_cidr: Cidr = cidr_text.parse()?;
-    let runtime = connect_containerd(config).await;
+    let runtime = connect_containerd(config)
+        .await
+        .with_plain_http_registries(&config.plain_http_registry);
     let runtime = match config.log_driver() {
         Some(driver) => {
             info!(driver = %driver.display(), "container logs through the log driver");

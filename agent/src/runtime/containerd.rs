@@ -57,6 +57,8 @@ pub struct Containerd {
     logger: Option<(std::path::PathBuf, u64)>,
     /// Held while layers are unpacked: two workers never unpack the same layer at once.
     unpacking: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Registries (`host:port`) pulled from over plain HTTP.
+    pub(super) plain_http: Vec<String>,
 }
 
 impl Containerd {
@@ -78,6 +80,7 @@ impl Containerd {
             lease: None,
             logger: None,
             unpacking: std::sync::Arc::default(),
+            plain_http: Vec::new(),
         })
     }
 
@@ -85,6 +88,13 @@ impl Containerd {
     #[must_use]
     pub fn with_logger(mut self, binary: &Path, max_size: u64) -> Self {
         self.logger = Some((binary.to_path_buf(), max_size));
+        self
+    }
+
+    /// Pulls from `registries` (`host:port`) over plain HTTP.
+    #[must_use]
+    pub fn with_plain_http_registries(mut self, registries: &[String]) -> Self {
+        self.plain_http = registries.to_vec();
         self
     }
 
@@ -329,6 +339,14 @@ impl Runtime for Containerd {
         let result = leased.resolve_and_unpack(reference).await;
         leased.release().await;
         result
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<(String, String)>,
+    ) -> Result<(), RuntimeError> {
+        self.pull_image(image, credentials).await
     }
 
     async fn create(&self, container: &ContainerCreate) -> Result<(), RuntimeError> {

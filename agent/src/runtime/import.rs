@@ -2,7 +2,8 @@
 //! containerd namespace, as `ctr images import` does: blobs written to the content store
 //! under a lease, manifests labelled so the garbage collector keeps what they refer to,
 //! the image records created, and the layers unpacked. Also the images directory the agent
-//! watches (k3s's `agent/images`): archives dropped there are imported.
+//! watches (k3s's `agent/images`): archives dropped there are imported. A pull from a
+//! registry (`registry`) stores its blobs the same way.
 
 use std::{
     collections::HashMap,
@@ -30,6 +31,8 @@ use super::{
     Runtime, RuntimeError,
     archive::{self, ArchiveError, BlobSource, Descriptor, NamedImage},
     containerd::{Containerd, call},
+    image::{normalize_reference, pick_manifest},
+    registry::{PullError, RegistryRef, Session},
 };
 
 /// Bytes per content write message.
@@ -379,6 +382,92 @@ impl Containerd {
             self.put_image(image).await?;
         }
         Ok(images.into_iter().map(|i| i.name).collect())
+    }
+}
+
+impl Containerd {
+    /// Pulls `image` from its registry into the content store and names it (unpacking is
+    /// left to [`Runtime::ensure_image`]).
+    ///
+    /// # Errors
+    /// [`RuntimeError::Pull`] saying what failed.
+    pub async fn pull_image(
+        &self,
+        image: &str,
+        credentials: Option<(String, String)>,
+    ) -> Result<(), RuntimeError> {
+        let name = normalize_reference(image);
+        let failed = |reason: String| RuntimeError::Pull {
+            image: name.clone(),
+            reason,
+        };
+        let pull = |e: PullError| failed(e.to_string());
+        let reference =
+            RegistryRef::parse(&name).ok_or_else(|| failed("not a registry reference".into()))?;
+        let mut session =
+            Session::new(reference.clone(), &self.plain_http, credentials).map_err(pull)?;
+        let (media_type, digest, body) =
+            session.manifest(&reference.reference).await.map_err(pull)?;
+        let target = Descriptor {
+            media_type,
+            digest: digest.clone(),
+            size: i64::try_from(body.len()).unwrap_or(i64::MAX),
+        };
+        let mut documents = vec![(digest, body.to_vec())];
+        let mut manifest: Value =
+            serde_json::from_slice(&body).map_err(|e| failed(e.to_string()))?;
+        if manifest.get("manifests").is_some() {
+            let chosen = pick_manifest(&manifest)
+                .ok_or_else(|| failed("the index lists no manifest".into()))?;
+            let (_, digest, body) = session.manifest(&chosen).await.map_err(pull)?;
+            manifest = serde_json::from_slice(&body).map_err(|e| failed(e.to_string()))?;
+            documents.push((digest, body.to_vec()));
+        }
+        let mut blobs = Vec::new();
+        let children = manifest
+            .pointer("/config/digest")
+            .into_iter()
+            .chain(
+                manifest["layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| &l["digest"]),
+            )
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        for digest in children {
+            if !self.has_blob(&digest).await? {
+                let bytes = session.blob(&digest).await.map_err(pull)?;
+                blobs.push((digest, bytes.to_vec()));
+            }
+        }
+        let leased = self.leased().await?;
+        let stored = async {
+            let none = Members::new();
+            for (digest, bytes) in blobs.into_iter().chain(documents.iter().cloned().rev()) {
+                leased
+                    .write_blob(Path::new(""), &digest, &BlobSource::Bytes(bytes), &none)
+                    .await
+                    .map_err(|e| failed(crate::error_chain(&e)))?;
+            }
+            for (digest, bytes) in &documents {
+                let document: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+                leased.label_children(digest, &document).await?;
+            }
+            leased
+                .put_image(&NamedImage {
+                    name: name.clone(),
+                    target,
+                })
+                .await
+        }
+        .await;
+        leased.release().await;
+        stored?;
+        info!(image = %name, "pulled");
+        Ok(())
     }
 }
 
