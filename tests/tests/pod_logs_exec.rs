@@ -639,3 +639,92 @@ async fn service_account_token(client: &Client) -> Option<String> {
         serde_json::from_value(secret["data"]["token"].clone()).ok()?;
     String::from_utf8(bytes.0).ok()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_logs_follow_keeps_every_line_across_log_rotations() {
+    require_root();
+    let mut node = PodNode::new(47);
+    let host = node.link.host_ip;
+    let control = tokio::task::spawn_blocking(move || {
+        ControlPlane::start_listening(Backend::Embedded, &[host])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let client = control.admin_client().unwrap();
+    // Files rotate at 1 MiB: ~250-byte lines rotate every ~4000 lines.
+    node.agent_args = vec!["--container-log-max-mib".into(), "1".into()];
+    node.start_agent(&control);
+    let pad = "x".repeat(200);
+    let script =
+        format!("i=0; while true; do printf 'n=%d {pad}\\n' $i; i=$((i+1)); usleep 500; done");
+    client
+        .create("pods", "default", &pod("chatty", &node.name, &script))
+        .await
+        .unwrap();
+    wait_pod(
+        &client,
+        "chatty",
+        "the pod to run",
+        &node,
+        running_with_restarts(0),
+    )
+    .await;
+
+    let mut follow = skiffctl(&control, None, &["logs", "-f", "chatty", "--tail", "1"]);
+    follow
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null());
+    let mut follower = spawn_guarded(follow).unwrap();
+    let out = follower.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut numbers = Vec::new();
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let number = line
+                .strip_prefix("n=")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            numbers.push(number);
+            if numbers.len() >= 12_000 {
+                break;
+            }
+        }
+        numbers
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !reader.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "logs -f did not deliver 12000 lines in time"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let numbers = reader.join().unwrap();
+    drop(follower);
+    let numbers: Vec<u64> = numbers
+        .into_iter()
+        .map(|n| n.expect("every followed line is one the container wrote, whole"))
+        .collect();
+    for pair in numbers.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "a followed line is missing or repeated between {} and {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    // The log did rotate meanwhile (one older file is kept).
+    let pod = client.get("pods", "default", "chatty").await.unwrap();
+    let dir = node.state.path().join("logs").join(format!(
+        "default_chatty_{}",
+        pod["metadata"]["uid"].as_str().unwrap()
+    ));
+    assert!(
+        dir.join("main/0.log.1").exists(),
+        "the log never rotated, so this proved nothing"
+    );
+}
