@@ -155,44 +155,65 @@ impl Containerd {
             path: archive.to_path_buf(),
             source,
         };
-        let bytes = match source {
-            BlobSource::Bytes(bytes) => bytes.clone(),
+        // Archive members are streamed from the file a chunk at a time, never whole.
+        let (reader, size): (Box<dyn Read + Send>, u64) = match source {
+            BlobSource::Bytes(bytes) => (
+                Box::new(std::io::Cursor::new(bytes.clone())),
+                bytes.len() as u64,
+            ),
             BlobSource::Member(name) => {
-                let at = *members.get(name).ok_or_else(|| ImportError::Archive {
+                let (offset, size) = *members.get(name).ok_or_else(|| ImportError::Archive {
                     path: archive.to_path_buf(),
                     source: ArchiveError::Missing {
                         file: "the archive".into(),
                         path: name.clone(),
                     },
                 })?;
-                read_member(archive, at).map_err(read_err)?
+                let mut file = std::fs::File::open(archive).map_err(read_err)?;
+                file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
+                (Box::new(file.take(size)), size)
             }
         };
-        let total = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+        let total = i64::try_from(size).unwrap_or(i64::MAX);
         let reference = format!("skiff-import-{digest}");
-        let mut messages = Vec::new();
-        let mut offset = 0usize;
-        for chunk in bytes.chunks(CHUNK) {
-            messages.push(WriteContentRequest {
-                action: WriteAction::Write as i32,
-                r#ref: reference.clone(),
+        let expected = digest.to_string();
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        // Read on a blocking thread, a chunk at a time; a short read ends the stream
+        // without a commit, and the write fails below.
+        tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            let mut offset = 0u64;
+            while offset < size {
+                let want = usize::try_from((size - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
+                let mut data = vec![0; want];
+                if reader.read_exact(&mut data).is_err() {
+                    return;
+                }
+                let write = WriteContentRequest {
+                    action: WriteAction::Write as i32,
+                    r#ref: reference.clone(),
+                    total,
+                    offset: i64::try_from(offset).unwrap_or(i64::MAX),
+                    data,
+                    ..Default::default()
+                };
+                offset += want as u64;
+                if tx.blocking_send(write).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.blocking_send(WriteContentRequest {
+                action: WriteAction::Commit as i32,
+                r#ref: reference,
                 total,
-                offset: i64::try_from(offset).unwrap_or(i64::MAX),
-                data: chunk.to_vec(),
+                expected,
+                offset: total,
                 ..Default::default()
             });
-            offset += chunk.len();
-        }
-        messages.push(WriteContentRequest {
-            action: WriteAction::Commit as i32,
-            r#ref: reference,
-            total,
-            expected: digest.to_string(),
-            offset: total,
-            ..Default::default()
         });
+        let messages = tokio_stream::wrappers::ReceiverStream::new(rx);
         let result = ContentClient::new(self.channel.clone())
-            .write(self.in_lease(futures::stream::iter(messages)))
+            .write(self.in_lease(messages))
             .await;
         let mut responses = match result {
             Ok(responses) => responses.into_inner(),
@@ -205,6 +226,14 @@ impl Containerd {
                 Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
                 Err(s) => return Err(call("content write", digest, s).into()),
             }
+        }
+        if !self.has_blob(digest).await? {
+            return Err(ImportError::Read {
+                path: archive.to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "blob {digest} ended early: it was not committed"
+                )),
+            });
         }
         Ok(())
     }
