@@ -1,6 +1,9 @@
 //! The agent's command line: who this node is and where its resources live.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+};
 
 use clap::Parser;
 
@@ -71,6 +74,19 @@ pub struct Config {
     /// Container log files rotate past this many MiB.
     #[arg(long, default_value_t = 10)]
     pub container_log_max_mib: u64,
+    /// Where the node API (logs, exec, image import for the control plane; mutual TLS)
+    /// listens; its port is reported in the Node's daemonEndpoints.
+    #[arg(long, default_value = "0.0.0.0:10250")]
+    pub node_api_listen: SocketAddr,
+    /// A directory of image archives (OCI layout or docker save `.tar`) the agent imports
+    /// at start and whenever one is added, like k3s's agent/images [default:
+    /// <state-dir>/images]
+    #[arg(long)]
+    pub images_dir: Option<PathBuf>,
+    /// A registry (`host:port`) images are pulled from over plain HTTP, like containerd's
+    /// insecure registries (repeatable). Others need HTTPS, which is not supported yet.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub plain_http_registry: Vec<String>,
 }
 
 impl Config {
@@ -78,6 +94,13 @@ impl Config {
     /// relative to): `--cgroup-root` without the cgroup mount prefix.
     pub fn cgroup_parent(&self) -> String {
         cgroup_parent(&self.cgroup_root)
+    }
+
+    /// The images directory: the flag, else `<state-dir>/images`.
+    pub fn images_dir(&self) -> PathBuf {
+        self.images_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("images"))
     }
 
     /// The log driver to use: the flag, else `skiff-logger` beside this binary if present.

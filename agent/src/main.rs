@@ -20,6 +20,7 @@ use skiff_agent::{
         heartbeat::{Heartbeat, HeartbeatTimings},
         status::{DEFAULT_MAX_PODS, MachineInfo, NodeFacts},
     },
+    node_api::{NodeApi, serving_identity},
     pods::{PodManager, PodManagerConfig},
     runtime::containerd::Containerd,
 };
@@ -85,6 +86,17 @@ async fn main() -> Result<()> {
         Duration::from_secs(60),
         until_stopped(),
     ));
+    let node_api = {
+        let (config, client, shutdown) = (config.clone(), client.clone(), until_stopped.clone());
+        tokio::spawn(async move {
+            if let Err(error) = serve_node_api(&config, &client, shutdown).await {
+                warn!(
+                    error = format!("{error:#}"),
+                    "the node API is down: no logs, exec or image import through the control plane"
+                );
+            }
+        })
+    };
     let pods = {
         let (config, shutdown) = (config.clone(), until_stopped());
         tokio::spawn(async move {
@@ -116,6 +128,7 @@ async fn main() -> Result<()> {
     let _ = stop.send(true);
     let _ = beating.await;
     let _ = syncing.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), node_api).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), pods).await;
     info!("stopping: programs detach with the agent; pinned maps keep their state");
     Ok(())
@@ -140,6 +153,7 @@ async fn register(config: &Config) -> Result<(Heartbeat, Client)> {
         machine: MachineInfo::read(&config.state_dir),
         runtime_version: "containerd://1.6".into(),
         reserved_memory_bytes: config.reserved_memory_mib << 20,
+        node_api_port: config.node_api_listen.port(),
     };
     let mut delay = Duration::from_millis(200);
     loop {
@@ -172,6 +186,43 @@ async fn register(config: &Config) -> Result<(Heartbeat, Client)> {
             }
         }
     }
+}
+
+/// Serves the node API once the API server has signed its certificate and containerd
+/// answers, and imports the archives of the images directory.
+async fn serve_node_api<F>(config: &Config, client: &Client, shutdown: impl Fn() -> F) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let ca = std::fs::read_to_string(&config.ca_file)
+        .with_context(|| format!("reading the cluster CA {}", config.ca_file.display()))?;
+    let runtime = connect_containerd(config).await;
+    tokio::spawn(skiff_agent::runtime::import::watch_images_dir(
+        runtime.clone(),
+        config.images_dir(),
+        shutdown(),
+    ));
+    let mut delay = Duration::from_millis(200);
+    let identity = loop {
+        match serving_identity(client, &config.node_name).await {
+            Ok(identity) => break identity,
+            Err(error) if delay < Duration::from_secs(10) => {
+                warn!(error = format!("{error:#}"), retry_in = ?delay, "getting the node API's certificate");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let api = NodeApi {
+        logs_dir: config.state_dir.join("logs"),
+        exec_dir: config.state_dir.join("exec"),
+        uploads_dir: config.state_dir.join("uploads"),
+        runtime,
+    };
+    api.serve(config.node_api_listen, identity, &ca, shutdown())
+        .await?;
+    Ok(())
 }
 
 /// Connects to containerd, retrying until it answers (it may start after the agent; the
@@ -213,7 +264,9 @@ async fn start_pods(
         }
     };
     let pod_cidr: Cidr = cidr_text.parse()?;
-    let runtime = connect_containerd(config).await;
+    let runtime = connect_containerd(config)
+        .await
+        .with_plain_http_registries(&config.plain_http_registry);
     let runtime = match config.log_driver() {
         Some(driver) => {
             info!(driver = %driver.display(), "container logs through the log driver");

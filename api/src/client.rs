@@ -184,6 +184,17 @@ pub struct WatchEvent {
 /// A stream of watch events; it ends with an `Expired` error when the client must relist.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, ClientError>> + Send>>;
 
+/// Bytes as they arrive (a log).
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, ClientError>> + Send>>;
+
+/// What an exec sends back: output, and last the exit code.
+pub type ExecOutputStream =
+    Pin<Box<dyn Stream<Item = Result<proto::exec_output::Output, ClientError>> + Send>>;
+
+/// An image upload's progress.
+pub type ImportProgressStream =
+    Pin<Box<dyn Stream<Item = Result<proto::ImportProgress, ClientError>> + Send>>;
+
 /// A connection to the API server.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -483,6 +494,90 @@ impl Client {
             .await
             .map_err(api_error)?;
         Ok(response.into_inner().token)
+    }
+
+    /// Asks the API server to sign this node's serving certificate (`csr_pem`, PEM);
+    /// returns the certificate (PEM).
+    ///
+    /// # Errors
+    /// Forbidden unless this client is node `name`.
+    pub async fn issue_node_serving_certificate(
+        &self,
+        name: &str,
+        csr_pem: &str,
+    ) -> Result<String, ClientError> {
+        let request = proto::NodeServingCertificateRequest {
+            node_name: name.to_string(),
+            csr_pem: csr_pem.to_string(),
+        };
+        let response = self
+            .api
+            .clone()
+            .issue_node_serving_certificate(request)
+            .await
+            .map_err(api_error)?;
+        Ok(response.into_inner().certificate_pem)
+    }
+
+    /// Streams a container's log (pods/log) from its node.
+    ///
+    /// # Errors
+    /// The server's [`ApiError`]: Forbidden, NotFound for the pod, BadRequest for a
+    /// missing container name, ServiceUnavailable when the node cannot be reached.
+    pub async fn pod_logs(&self, request: proto::LogsRequest) -> Result<ByteStream, ClientError> {
+        let stream = self
+            .api
+            .clone()
+            .pod_logs(request)
+            .await
+            .map_err(api_error)?
+            .into_inner();
+        Ok(Box::pin(
+            stream.map(|chunk| chunk.map(|c| c.data).map_err(api_error)),
+        ))
+    }
+
+    /// Runs a command in a container (pods/exec): `input` starts with an
+    /// [`proto::exec_input::Input::Start`], then stdin and resizes; the answer streams the
+    /// output and, last, the exit code.
+    ///
+    /// # Errors
+    /// As [`Client::pod_logs`].
+    pub async fn pod_exec(
+        &self,
+        input: impl Stream<Item = proto::ExecInput> + Send + 'static,
+    ) -> Result<ExecOutputStream, ClientError> {
+        let stream = self
+            .api
+            .clone()
+            .pod_exec(input)
+            .await
+            .map_err(api_error)?
+            .into_inner();
+        Ok(Box::pin(stream.map(|item| {
+            item.map_err(api_error)?
+                .output
+                .ok_or_else(|| ClientError::Api(ApiError::internal("an empty exec message")))
+        })))
+    }
+
+    /// Uploads an image archive to a node (nodes/proxy): `upload` starts with an
+    /// [`proto::image_upload::Upload::Start`] naming the node, then the bytes.
+    ///
+    /// # Errors
+    /// As [`Client::pod_logs`].
+    pub async fn import_image(
+        &self,
+        upload: impl Stream<Item = proto::ImageUpload> + Send + 'static,
+    ) -> Result<ImportProgressStream, ClientError> {
+        let stream = self
+            .api
+            .clone()
+            .import_image(upload)
+            .await
+            .map_err(api_error)?
+            .into_inner();
+        Ok(Box::pin(stream.map(|item| item.map_err(api_error))))
     }
 
     /// Reads one object as its `k8s-openapi` type.

@@ -24,6 +24,7 @@
 pub mod client;
 pub mod defaults;
 pub mod manifest;
+pub mod node_api;
 pub mod object;
 pub mod prepare;
 pub mod resources;
@@ -34,7 +35,7 @@ pub mod validation;
 
 pub use k8s_openapi;
 
-/// The gRPC messages and services generated from `proto/skiff/v1/api.proto`.
+/// The gRPC messages and services generated from `proto/skiff/v1/` (the API and the node API).
 #[allow(
     missing_docs,
     clippy::all,

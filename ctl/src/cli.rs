@@ -4,7 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    api_resources, apply, completion, create, dataplane, delete, describe, get, rollout, scale,
+    api_resources, apply, completion, create, dataplane, delete, describe, exec, get, image, logs,
+    rollout, scale,
 };
 use crate::config::ConnectionArgs;
 
@@ -40,6 +41,12 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Follow, pause, resume, restart or undo a deployment's rollout
     Rollout(rollout::RolloutArgs),
+    /// Print a container's log, or follow it
+    Logs(logs::LogsArgs),
+    /// Run a command in a container, with stdin and a terminal if asked
+    Exec(exec::ExecArgs),
+    /// Import an image archive on a node, with progress
+    Image(image::ImageArgs),
     /// Set the number of replicas of a deployment or replica set
     Scale(scale::ScaleArgs),
     /// List the resource types the server serves, with their short names

@@ -35,6 +35,9 @@ pub enum CtlError {
     /// Some objects failed; each error has been printed already.
     #[error("")]
     Reported,
+    /// A command run by `exec` exited with this code (nothing more to print).
+    #[error("")]
+    Exit(i32),
 }
 
 impl CtlError {

@@ -2,7 +2,8 @@
 //!
 //! [`cli`] parses the command line, [`commands`] runs a verb against the API server through
 //! a [`session::Session`], and [`printers`] with [`columns`] turn objects into tables, YAML,
-//! JSON or names. Errors end up on stderr as one line each, and the exit code is 1.
+//! JSON or names. Errors end up on stderr as one line each, and the exit code is 1 (for
+//! `exec`, the command's own).
 
 mod age;
 mod cli;
@@ -33,9 +34,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(commands::run(cli));
+    // A blocking read of stdin (exec -i on a terminal) must not hold the exit.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CtlError::Reported) => ExitCode::FAILURE,
+        Err(CtlError::Exit(code)) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE

@@ -150,6 +150,40 @@ pub fn write_archive(spec: &ImageSpec, out: &Path) -> io::Result<String> {
     Ok(manifest_digest)
 }
 
+/// Writes `spec` as a `docker save` archive (`manifest.json`, the config, one layer tar)
+/// to `out`.
+///
+/// # Errors
+/// On I/O errors reading sources or writing the archive.
+pub fn write_docker_archive(spec: &ImageSpec, out: &Path) -> io::Result<()> {
+    let layer = layer_tar(&spec.entries)?;
+    let layer_digest = sha256(&layer);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": spec.entrypoint, "Cmd": spec.cmd, "Env": spec.env, "WorkingDir": "/"},
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+    }))?;
+    let config_hex = sha256(&config).trim_start_matches("sha256:").to_string();
+    let layer_hex = layer_digest.trim_start_matches("sha256:").to_string();
+    let manifest = serde_json::to_vec(&json!([{
+        "Config": format!("{config_hex}.json"),
+        "RepoTags": [spec.name],
+        "Layers": [format!("{layer_hex}/layer.tar")],
+    }]))?;
+    let mut archive = tar::Builder::new(File::create(out)?);
+    append(
+        &mut archive,
+        &format!("{layer_hex}/layer.tar"),
+        &layer,
+        0o644,
+    )?;
+    append(&mut archive, &format!("{config_hex}.json"), &config, 0o644)?;
+    append(&mut archive, "manifest.json", &manifest, 0o644)?;
+    archive.into_inner()?.flush()?;
+    Ok(())
+}
+
 fn layer_tar(entries: &[Entry]) -> io::Result<Vec<u8>> {
     let mut layer = tar::Builder::new(Vec::new());
     for entry in entries {

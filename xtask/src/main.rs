@@ -4,6 +4,8 @@
 mod bench;
 mod cluster;
 mod ebpf_build;
+// Shared with the tests, which also build docker-save archives xtask has no use for.
+#[allow(dead_code)]
 #[path = "../../tests/src/oci.rs"]
 mod oci;
 mod setup;

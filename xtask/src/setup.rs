@@ -53,6 +53,18 @@ const PACKAGES: &[(&str, &str)] = &[
         "prometheus",
         "the real Prometheus the metrics test scrapes with",
     ),
+    (
+        "docker-registry",
+        "the real OCI registry the image pull test pulls from",
+    ),
+    (
+        "python3",
+        "bcrypt for the test registry's htpasswd (its crypt module)",
+    ),
+    (
+        "bsdutils",
+        "script(1), which gives `skiffctl exec -t` a terminal in tests",
+    ),
 ];
 
 /// Installs whatever is missing. Safe to run any number of times.

@@ -79,6 +79,8 @@ pub struct NodeFacts {
     /// Memory held back from pods for the system (Kubernetes' eviction threshold and
     /// reservations), subtracted from capacity to give allocatable.
     pub reserved_memory_bytes: u64,
+    /// The port the node API listens on (Node.status.daemonEndpoints.kubeletEndpoint).
+    pub node_api_port: u16,
 }
 
 /// The Node object this agent registers: metadata and spec.
@@ -143,7 +145,7 @@ pub fn node_status(facts: &NodeFacts) -> Value {
             "operatingSystem": "linux",
             "architecture": "amd64",
         },
-        "daemonEndpoints": { "kubeletEndpoint": { "Port": 10250 } },
+        "daemonEndpoints": { "kubeletEndpoint": { "Port": facts.node_api_port } },
     })
 }
 
@@ -168,6 +170,7 @@ mod tests {
             },
             runtime_version: "containerd://1.6.20".into(),
             reserved_memory_bytes: 100 << 20,
+            node_api_port: 11250,
         }
     }
 
@@ -197,6 +200,7 @@ mod tests {
             .find(|c| c["type"] == "Ready")
             .unwrap();
         assert_eq!(ready["status"], "True");
+        assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 11250);
     }
 
     #[test]

@@ -369,6 +369,85 @@ impl PodManager {
         }
     }
 
+    /// The container's image, ready to run: pulled as its imagePullPolicy says (Always,
+    /// IfNotPresent, Never; defaulted as Kubernetes does) and unpacked.
+    async fn image_for(
+        &self,
+        pod: &Pod,
+        container: &Container,
+    ) -> Result<crate::runtime::ImageConfig, (&'static str, String)> {
+        let image = container.image.clone().unwrap_or_default();
+        let policy = container.image_pull_policy.clone().unwrap_or_else(|| {
+            skiff_api::defaults::pod::default_image_pull_policy(&image).to_string()
+        });
+        if policy == "Always" {
+            self.pull(pod, &image).await?;
+        }
+        match self.runtime.ensure_image(&image).await {
+            Ok(config) => Ok(config),
+            Err(error) if error.is_not_found() && policy == "Never" => Err((
+                "ErrImageNeverPull",
+                format!("Container image \"{image}\" is not present with pull policy of Never"),
+            )),
+            Err(error) if error.is_not_found() && policy == "IfNotPresent" => {
+                self.pull(pod, &image).await?;
+                self.runtime
+                    .ensure_image(&image)
+                    .await
+                    .map_err(|e| ("ErrImagePull", e.to_string()))
+            }
+            Err(error) => Err(("ErrImagePull", error.to_string())),
+        }
+    }
+
+    async fn pull(&self, pod: &Pod, image: &str) -> Result<(), (&'static str, String)> {
+        let credentials = self.pull_credentials(pod, image).await;
+        info!(pod = %pod_name(pod), image, authenticated = credentials.is_some(), "pulling");
+        self.runtime
+            .pull(image, credentials)
+            .await
+            .map_err(|e| ("ErrImagePull", e.to_string()))
+    }
+
+    /// The registry user and password for `image` from the pod's imagePullSecrets
+    /// (`kubernetes.io/dockerconfigjson`), the first that has any.
+    async fn pull_credentials(&self, pod: &Pod, image: &str) -> Option<(String, String)> {
+        use crate::runtime::{image::normalize_reference, registry};
+        let registry = registry::RegistryRef::parse(&normalize_reference(image))?.registry;
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let secrets = pod
+            .spec
+            .as_ref()?
+            .image_pull_secrets
+            .clone()
+            .unwrap_or_default();
+        for reference in secrets {
+            let name = reference.name;
+            if name.is_empty() {
+                continue;
+            }
+            let Ok(secret) = self.client.get("secrets", namespace, &name).await else {
+                warn!(pod = %pod_name(pod), secret = %name, "image pull secret not found");
+                continue;
+            };
+            if secret["type"] != "kubernetes.io/dockerconfigjson" {
+                continue;
+            }
+            let Some(encoded) = secret.pointer("/data/.dockerconfigjson") else {
+                continue;
+            };
+            let Ok(bytes) = serde_json::from_value::<k8s_openapi::ByteString>(encoded.clone())
+            else {
+                continue;
+            };
+            let config: Value = serde_json::from_slice(&bytes.0).unwrap_or(Value::Null);
+            if let Some(found) = registry::credentials_for(&config, &registry) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
     fn pod_dir(&self, uid: &str) -> PathBuf {
         self.config.state_dir.join("pods").join(uid)
     }
@@ -684,11 +763,7 @@ impl PodManager {
         let mounts = volumes::container_mounts(container, volumes)
             .map_err(|e| ("CreateContainerConfigError", e.to_string()))?;
         let image_ref = container.image.clone().unwrap_or_default();
-        let image = self
-            .runtime
-            .ensure_image(&image_ref)
-            .await
-            .map_err(|e| ("ErrImagePull", e.to_string()))?;
+        let image = self.image_for(pod, container).await?;
         let id = container_id(uid, &container.name, attempt);
         let dir = self.pod_dir(uid).join("ns");
         let ns = namespaces::PodNamespaces::at(&dir);

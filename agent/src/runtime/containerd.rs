@@ -11,12 +11,12 @@ use std::{
 use async_trait::async_trait;
 use containerd_client::{
     services::v1::{
-        ApplyRequest, Container, CreateContainerRequest, CreateRequest as LeaseCreateRequest,
-        CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest,
-        DeleteRequest as LeaseDeleteRequest, DeleteTaskRequest, ExecProcessRequest,
-        GetContainerRequest, GetImageRequest, Info as ContentInfo, KillRequest,
-        ListContainersRequest, ListTasksRequest, ReadContentRequest, StartRequest,
-        UpdateContainerRequest, UpdateRequest as ContentUpdateRequest, WaitRequest,
+        ApplyRequest, CloseIoRequest, Container, CreateContainerRequest,
+        CreateRequest as LeaseCreateRequest, CreateTaskRequest, DeleteContainerRequest,
+        DeleteProcessRequest, DeleteRequest as LeaseDeleteRequest, DeleteTaskRequest,
+        ExecProcessRequest, GetContainerRequest, GetImageRequest, Info as ContentInfo, KillRequest,
+        ListContainersRequest, ListTasksRequest, ReadContentRequest, ResizePtyRequest,
+        StartRequest, UpdateContainerRequest, UpdateRequest as ContentUpdateRequest, WaitRequest,
         container::Runtime as ContainerRuntime,
         containers_client::ContainersClient,
         content_client::ContentClient,
@@ -48,15 +48,17 @@ const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/
 /// A containerd connection scoped to one containerd namespace.
 #[derive(Clone, Debug)]
 pub struct Containerd {
-    channel: Channel,
+    pub(super) channel: Channel,
     namespace: String,
     /// The lease requests are made under (keeps what they create from containerd's GC).
-    lease: Option<String>,
+    pub(super) lease: Option<String>,
     /// The log driver binary the shim runs for each task, and its rotation size; without
     /// one, the shim appends raw output to the file itself.
     logger: Option<(std::path::PathBuf, u64)>,
     /// Held while layers are unpacked: two workers never unpack the same layer at once.
     unpacking: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Registries (`host:port`) pulled from over plain HTTP.
+    pub(super) plain_http: Vec<String>,
 }
 
 impl Containerd {
@@ -78,6 +80,7 @@ impl Containerd {
             lease: None,
             logger: None,
             unpacking: std::sync::Arc::default(),
+            plain_http: Vec::new(),
         })
     }
 
@@ -85,6 +88,13 @@ impl Containerd {
     #[must_use]
     pub fn with_logger(mut self, binary: &Path, max_size: u64) -> Self {
         self.logger = Some((binary.to_path_buf(), max_size));
+        self
+    }
+
+    /// Pulls from `registries` (`host:port`) over plain HTTP.
+    #[must_use]
+    pub fn with_plain_http_registries(mut self, registries: &[String]) -> Self {
+        self.plain_http = registries.to_vec();
         self
     }
 
@@ -102,7 +112,7 @@ impl Containerd {
     /// A copy of this connection whose requests hold a new lease, so snapshots and content
     /// made before anything references them are not garbage-collected; the lease expires
     /// by itself if [`Containerd::release`] is never called.
-    async fn leased(&self) -> Result<Self, RuntimeError> {
+    pub(super) async fn leased(&self) -> Result<Self, RuntimeError> {
         let id = format!("skiff-{}", uuid::Uuid::new_v4().simple());
         let expire = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10);
         LeasesClient::new(self.channel.clone())
@@ -122,7 +132,7 @@ impl Containerd {
     }
 
     /// Ends the lease this copy holds.
-    async fn release(self) {
+    pub(super) async fn release(self) {
         if let Some(id) = &self.lease {
             let _ = LeasesClient::new(self.channel.clone())
                 .delete(self.request(LeaseDeleteRequest {
@@ -133,7 +143,7 @@ impl Containerd {
         }
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
+    pub(super) fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         if let Ok(value) = self.namespace.parse() {
             request.metadata_mut().insert("containerd-namespace", value);
@@ -311,7 +321,7 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-fn call(call: &'static str, what: &str, status: tonic::Status) -> RuntimeError {
+pub(super) fn call(call: &'static str, what: &str, status: tonic::Status) -> RuntimeError {
     if status.code() == Code::NotFound && call.starts_with("container") {
         return RuntimeError::NotFound { id: what.into() };
     }
@@ -329,6 +339,14 @@ impl Runtime for Containerd {
         let result = leased.resolve_and_unpack(reference).await;
         leased.release().await;
         result
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<(String, String)>,
+    ) -> Result<(), RuntimeError> {
+        self.pull_image(image, credentials).await
     }
 
     async fn create(&self, container: &ContainerCreate) -> Result<(), RuntimeError> {
@@ -682,6 +700,153 @@ impl Containerd {
             .await
             .map_err(|s| call("container update", id, s))?;
         Ok(())
+    }
+}
+
+/// Where an exec's standard streams go: FIFO paths the shim opens (empty: none).
+#[derive(Clone, Debug, Default)]
+pub struct ExecIo {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// Exec with streams, for the node API: the process spec comes from the container's own
+/// spec (user, environment, working directory, capabilities), with another command.
+impl Containerd {
+    /// The `process` of the container's OCI spec.
+    ///
+    /// # Errors
+    /// When the container is gone or its spec is not JSON.
+    pub async fn container_process(&self, id: &str) -> Result<Value, RuntimeError> {
+        let container = ContainersClient::new(self.channel.clone())
+            .get(self.request(GetContainerRequest { id: id.to_string() }))
+            .await
+            .map_err(|s| call("container get", id, s))?
+            .into_inner()
+            .container
+            .ok_or_else(|| RuntimeError::NotFound { id: id.into() })?;
+        let spec: Value = container
+            .spec
+            .and_then(|any| serde_json::from_slice(&any.value).ok())
+            .unwrap_or(Value::Null);
+        Ok(spec.get("process").cloned().unwrap_or_else(
+            || serde_json::json!({"user": {"uid": 0, "gid": 0}, "cwd": "/", "env": []}),
+        ))
+    }
+
+    /// Creates and starts exec process `exec_id` in container `id` running `process`.
+    ///
+    /// # Errors
+    /// When containerd refuses (e.g. the task is not running).
+    pub async fn exec_start(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &Value,
+        io: &ExecIo,
+    ) -> Result<(), RuntimeError> {
+        let mut tasks = TasksClient::new(self.channel.clone());
+        tasks
+            .exec(self.request(ExecProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdin: io.stdin.clone(),
+                stdout: io.stdout.clone(),
+                stderr: io.stderr.clone(),
+                terminal: io.terminal,
+                spec: Some(Any {
+                    type_url: PROCESS_TYPE_URL.into(),
+                    value: serde_json::to_vec(process).unwrap_or_default(),
+                }),
+            }))
+            .await
+            .map_err(|s| call("task exec", id, s))?;
+        if let Err(s) = tasks
+            .start(self.request(StartRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+        {
+            self.exec_delete(id, exec_id).await;
+            return Err(call("exec start", id, s));
+        }
+        Ok(())
+    }
+
+    /// Waits for exec process `exec_id` to exit; returns its exit status.
+    ///
+    /// # Errors
+    /// When containerd cannot wait for it.
+    pub async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<u32, RuntimeError> {
+        Ok(TasksClient::new(self.channel.clone())
+            .wait(self.request(WaitRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+            .map_err(|s| call("exec wait", id, s))?
+            .into_inner()
+            .exit_status)
+    }
+
+    /// Resizes the terminal of exec process `exec_id`.
+    ///
+    /// # Errors
+    /// When containerd refuses.
+    pub async fn exec_resize(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), RuntimeError> {
+        TasksClient::new(self.channel.clone())
+            .resize_pty(self.request(ResizePtyRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                width,
+                height,
+            }))
+            .await
+            .map_err(|s| call("exec resize", id, s))?;
+        Ok(())
+    }
+
+    /// Closes the stdin of exec process `exec_id` (the shim stops reading its FIFO and the
+    /// process sees the end of its input).
+    pub async fn exec_close_stdin(&self, id: &str, exec_id: &str) {
+        let _ = TasksClient::new(self.channel.clone())
+            .close_io(self.request(CloseIoRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdin: true,
+            }))
+            .await;
+    }
+
+    /// Deletes exec process `exec_id` (the shim finishes copying its output first).
+    pub async fn exec_delete(&self, id: &str, exec_id: &str) {
+        let _ = TasksClient::new(self.channel.clone())
+            .delete_process(self.request(DeleteProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await;
+    }
+
+    /// Kills exec process `exec_id` with `signal`.
+    pub async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) {
+        let _ = TasksClient::new(self.channel.clone())
+            .kill(self.request(KillRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                signal,
+                all: false,
+            }))
+            .await;
     }
 }
 

@@ -5,8 +5,11 @@
 //! ([`spec`]), started as a task, and after its exit kept (task deleted, exit recorded in its
 //! labels) until the next attempt replaces it, so a restarted agent still knows `lastState`.
 
+pub mod archive;
 pub mod containerd;
 pub mod image;
+pub mod import;
+pub mod registry;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -99,6 +102,9 @@ pub enum RuntimeError {
     /// The image is not in this node's containerd namespace.
     #[error("image {image} is not present on this node; import it (ctr -n <ns> import) first")]
     ImageNotFound { image: String },
+    /// The image could not be pulled from its registry.
+    #[error("pulling image {image}: {reason}")]
+    Pull { image: String, reason: String },
     /// The image's manifest or config could not be understood.
     #[error("image {image}: {reason}")]
     BadImage { image: String, reason: String },
@@ -124,6 +130,19 @@ pub trait Runtime: Send + Sync + 'static {
     /// Resolves an image present on the node and makes sure its layers are unpacked into the
     /// snapshotter.
     async fn ensure_image(&self, image: &str) -> Result<ImageConfig, RuntimeError>;
+    /// Pulls `image` from its registry into the node's content store (not unpacked: that
+    /// is [`Runtime::ensure_image`]), with a registry user and password if given.
+    async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<(String, String)>,
+    ) -> Result<(), RuntimeError> {
+        let _ = credentials;
+        Err(RuntimeError::Pull {
+            image: image.to_string(),
+            reason: "this runtime cannot pull images".into(),
+        })
+    }
     /// Creates the container (snapshot, container record and task) without starting it.
     async fn create(&self, container: &ContainerCreate) -> Result<(), RuntimeError>;
     /// Starts the created task; returns its pid.

@@ -299,7 +299,8 @@ pub struct Attributes<'a> {
 
 /// Decides whether `identity` may do `attrs`.
 ///
-/// Administrators may do anything. A node may read everything, and write only its own
+/// Administrators may do anything. A node may read everything (but no pod's log or exec),
+/// and write only its own
 /// Node, its own Lease in `kube-node-lease`, Events, and the status (or the final deletion)
 /// of pods bound to it. A service account may read (get, list, watch) the objects of its own
 /// namespace other than Secrets, and nothing else: a read-only view, like Kubernetes' `view`
@@ -353,6 +354,14 @@ fn service_account_namespace(identity: &Identity) -> Option<&str> {
 }
 
 fn node_may(node: &str, attrs: &Attributes<'_>) -> bool {
+    // A node reads objects, never other pods' logs, exec or other nodes' APIs (as
+    // Kubernetes' Node authorizer).
+    if matches!(
+        (attrs.resource, attrs.subresource),
+        ("pods", "log" | "exec") | ("nodes", "proxy")
+    ) {
+        return false;
+    }
     if attrs.verb.is_read() {
         return true;
     }
@@ -446,12 +455,24 @@ mod tests {
         assert_eq!(identity.user, "system:serviceaccount:shop:default");
         assert!(identity.in_group("system:serviceaccounts:shop"));
         assert!(authorize(&identity, &attrs(Verb::List, "pods", "shop", "")).is_ok());
+        let log = Attributes {
+            subresource: "log",
+            ..attrs(Verb::Get, "pods", "shop", "p")
+        };
+        assert!(
+            authorize(&identity, &log).is_ok(),
+            "like the view role, pods/log"
+        );
         for denied in [
             attrs(Verb::List, "pods", "other", ""),
             attrs(Verb::List, "pods", "", ""),
             attrs(Verb::Get, "secrets", "shop", "s"),
             attrs(Verb::Create, "configmaps", "shop", "c"),
             attrs(Verb::Delete, "pods", "shop", "p"),
+            Attributes {
+                subresource: "exec",
+                ..attrs(Verb::Create, "pods", "shop", "p")
+            },
         ] {
             assert!(
                 authorize(&identity, &denied)
@@ -524,6 +545,9 @@ mod tests {
         );
         assert!(authorize(&id, &attrs(Verb::Create, "deployments", "default", "x")).is_err());
         assert!(authorize(&id, &attrs(Verb::List, "pods", "", "")).is_ok());
+        let mut log = attrs(Verb::Get, "pods", "default", "p");
+        log.subresource = "log";
+        assert!(authorize(&id, &log).is_err(), "nodes read no pod's log");
         let mut own_pod = attrs(Verb::Update, "pods", "default", "p");
         own_pod.subresource = "status";
         own_pod.pod_node = Some("node-1");

@@ -6,14 +6,15 @@ use std::{sync::Arc, time::Instant};
 
 use skiff_api::{
     proto::{
-        CreateRequest, DeleteRequest, GetRequest, ListRequest, ListResponse, NodeCredentialRequest,
-        NodeCredentialResponse, ObjectResponse, PatchRequest, ResourceRef, UpdateRequest,
-        WatchRequest, api_server::Api,
+        CreateRequest, DeleteRequest, ExecInput, GetRequest, ImageUpload, ListRequest,
+        ListResponse, LogsRequest, NodeCredentialRequest, NodeCredentialResponse,
+        NodeServingCertificateRequest, NodeServingCertificateResponse, ObjectResponse,
+        PatchRequest, ResourceRef, UpdateRequest, WatchRequest, api_server::Api,
     },
     resources,
     status::ApiError,
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::service::ApiService;
 use crate::metrics::{Metrics, RequestLabels};
@@ -153,5 +154,74 @@ impl Api for InstrumentedApi {
             self.inner.issue_node_credential(request),
         )
         .await
+    }
+
+    async fn issue_node_serving_certificate(
+        &self,
+        request: Request<NodeServingCertificateRequest>,
+    ) -> Result<Response<NodeServingCertificateResponse>, Status> {
+        self.observed(
+            "CREATE",
+            None,
+            "",
+            Api::issue_node_serving_certificate(&self.inner, request),
+        )
+        .await
+    }
+
+    type PodLogsStream = <ApiService as Api>::PodLogsStream;
+    type PodExecStream = <ApiService as Api>::PodExecStream;
+    type ImportImageStream = <ApiService as Api>::ImportImageStream;
+
+    async fn pod_logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<Response<Self::PodLogsStream>, Status> {
+        let target = pods(&request.get_ref().namespace);
+        self.observed(
+            "GET",
+            Some(&target),
+            "log",
+            Api::pod_logs(&self.inner, request),
+        )
+        .await
+    }
+
+    async fn pod_exec(
+        &self,
+        request: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::PodExecStream>, Status> {
+        let target = pods("");
+        self.observed(
+            "CONNECT",
+            Some(&target),
+            "exec",
+            Api::pod_exec(&self.inner, request),
+        )
+        .await
+    }
+
+    async fn import_image(
+        &self,
+        request: Request<Streaming<ImageUpload>>,
+    ) -> Result<Response<Self::ImportImageStream>, Status> {
+        let target = ResourceRef {
+            resource: "nodes".into(),
+            namespace: String::new(),
+        };
+        self.observed(
+            "CONNECT",
+            Some(&target),
+            "proxy",
+            Api::import_image(&self.inner, request),
+        )
+        .await
+    }
+}
+
+fn pods(namespace: &str) -> ResourceRef {
+    ResourceRef {
+        resource: "pods".into(),
+        namespace: namespace.to_string(),
     }
 }

@@ -4,11 +4,13 @@
 //! it may be done, and hands it to `objects` (defaulting, validation, server-owned metadata,
 //! optimistic concurrency, graceful deletion). Writes go to the store; List and Watch are
 //! served by the `watch_cache`, which follows the store with one watch. `tls` keeps the PKI.
+//! Logs, exec and image uploads are relayed to the pod's node by `node_proxy`.
 
 pub mod admission;
 pub mod allocation;
 pub mod auth;
 pub mod instrumented;
+pub mod node_proxy;
 pub mod objects;
 pub mod service;
 pub mod tls;
@@ -198,7 +200,10 @@ impl ApiServerParts {
         metrics: Arc<Metrics>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let service = InstrumentedApi::new(ApiService::new(self.objects, self.auth), metrics);
+        let service = InstrumentedApi::new(
+            ApiService::new(self.objects, self.auth).with_node_tls(pki),
+            metrics,
+        );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut servers = Vec::new();
         for &address in addresses {

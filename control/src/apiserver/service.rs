@@ -8,20 +8,24 @@ use futures::Stream;
 use serde_json::Value;
 use skiff_api::{
     proto::{
-        self, CreateRequest, DeleteRequest, GetRequest, ListRequest, ListResponse,
-        NodeCredentialRequest, NodeCredentialResponse, ObjectResponse, PatchRequest, ResourceRef,
-        UpdateRequest, WatchRequest, api_server::Api,
+        self, CreateRequest, DeleteRequest, ExecInput, ExecOutput, GetRequest, ImageUpload,
+        ImportProgress, ListRequest, ListResponse, LogChunk, LogsRequest, NodeCredentialRequest,
+        NodeCredentialResponse, NodeServingCertificateRequest, NodeServingCertificateResponse,
+        ObjectResponse, PatchRequest, ResourceRef, UpdateRequest, WatchRequest, api_server::Api,
+        exec_input, image_upload,
     },
     resources::{self, ResourceType},
     selector::{FieldSelector, LabelSelector},
     status::{ApiError, Reason},
 };
 use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     auth::{Attributes, Authenticator, BOOTSTRAPPERS, Identity, Verb, authorize},
+    node_proxy::{self, NodeAddress, NodeDialer},
     objects::{DeleteOptions, Objects},
+    tls::Pki,
     watch_cache::{CacheError, CacheEvent, EventKind},
 };
 
@@ -33,11 +37,94 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 pub struct ApiService {
     objects: Objects,
     auth: Arc<Authenticator>,
+    /// The PKI that signs nodes' serving certificates, and the dialer of node APIs.
+    nodes: Option<(Arc<Pki>, NodeDialer)>,
 }
 
 impl ApiService {
     pub fn new(objects: Objects, auth: Arc<Authenticator>) -> Self {
-        Self { objects, auth }
+        Self {
+            objects,
+            auth,
+            nodes: None,
+        }
+    }
+
+    /// Serves the calls that reach nodes (logs, exec, image import) and signs nodes'
+    /// serving certificates, with `pki`.
+    #[must_use]
+    pub fn with_node_tls(mut self, pki: &Pki) -> Self {
+        self.nodes = Some((Arc::new(pki.clone()), NodeDialer::new(pki)));
+        self
+    }
+
+    fn node_tls(&self) -> Result<&(Arc<Pki>, NodeDialer), ApiError> {
+        self.nodes.as_ref().ok_or_else(|| {
+            ApiError::new(
+                Reason::MethodNotAllowed,
+                "this API server has no PKI to reach nodes with",
+            )
+        })
+    }
+
+    /// Where the API of node `node` is.
+    async fn node_address(&self, node: &str, pod: Option<&str>) -> Result<NodeAddress, ApiError> {
+        let nodes = resources::by_plural("nodes").expect("nodes are served");
+        match self.objects.get(nodes, "", node).await {
+            Ok(bytes) => node_proxy::node_address(&decode(&bytes)?),
+            Err(e) if e.is(Reason::NotFound) => Err(ApiError::new(
+                Reason::NotFound,
+                match pod {
+                    Some(pod) => format!(
+                        "pod \"{pod}\" is bound to node \"{node}\", which is not registered \
+                         (nodes \"{node}\" not found); is that node's agent running?"
+                    ),
+                    None => format!("nodes \"{node}\" not found"),
+                },
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Authorizes `verb` on the pod's `subresource`, then finds the pod, the container the
+    /// request means and its node. Returns (pod uid, container, node address).
+    async fn pod_target(
+        &self,
+        identity: &Identity,
+        verb: Verb,
+        subresource: &str,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<(String, String, NodeAddress), ApiError> {
+        let pods = resources::by_plural("pods").expect("pods are served");
+        let target = ResourceRef {
+            resource: "pods".into(),
+            namespace: namespace.to_string(),
+        };
+        if pod.is_empty() {
+            return Err(ApiError::bad_request("the request names no pod"));
+        }
+        self.check(identity, verb, pods, &target, pod, subresource)
+            .await?;
+        let object = decode(&self.objects.get(pods, namespace, pod).await?)?;
+        let container = node_proxy::pick_container(&object, container)?;
+        let node = object
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "pod {pod} does not have a host assigned: it is not scheduled yet"
+                ))
+            })?;
+        let uid = object
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let address = self.node_address(node, Some(pod)).await?;
+        Ok((uid, container, address))
     }
 
     /// Who is calling; a service account token is only good while its account exists
@@ -155,6 +242,22 @@ fn object(bytes: bytes::Bytes) -> Response<ObjectResponse> {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, Status>> + Send>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
+type ExecStream = Pin<Box<dyn Stream<Item = Result<ExecOutput, Status>> + Send>>;
+type ImportStream = Pin<Box<dyn Stream<Item = Result<ImportProgress, Status>> + Send>>;
+
+/// The client's messages after the first, forwarded until the client stops sending (an
+/// error from the client ends the stream to the node too).
+fn forward<T: Send + 'static>(
+    first: T,
+    rest: Streaming<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    use futures::StreamExt;
+    futures::stream::once(async move { first }).chain(
+        rest.take_while(|item| futures::future::ready(item.is_ok()))
+            .filter_map(|item| futures::future::ready(item.ok())),
+    )
+}
 
 #[tonic::async_trait]
 impl Api for ApiService {
@@ -301,6 +404,41 @@ impl Api for ApiService {
     }
 
     type WatchStream = WatchStream;
+    type PodLogsStream = LogStream;
+    type PodExecStream = ExecStream;
+    type ImportImageStream = ImportStream;
+
+    async fn pod_logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<Response<Self::PodLogsStream>, Status> {
+        ApiService::pod_logs(self, request).await.map(Response::new)
+    }
+
+    async fn pod_exec(
+        &self,
+        request: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::PodExecStream>, Status> {
+        ApiService::pod_exec(self, request).await.map(Response::new)
+    }
+
+    async fn import_image(
+        &self,
+        request: Request<Streaming<ImageUpload>>,
+    ) -> Result<Response<Self::ImportImageStream>, Status> {
+        ApiService::import_image(self, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn issue_node_serving_certificate(
+        &self,
+        request: Request<NodeServingCertificateRequest>,
+    ) -> Result<Response<NodeServingCertificateResponse>, Status> {
+        ApiService::issue_node_serving_certificate(self, request)
+            .await
+            .map(Response::new)
+    }
 
     async fn watch(
         &self,
@@ -417,6 +555,140 @@ impl Api for ApiService {
         Ok(Response::new(NodeCredentialResponse {
             token: self.auth.node_credential(&node),
         }))
+    }
+}
+
+impl ApiService {
+    /// `PodLogs`: get on pods/log.
+    pub(crate) async fn pod_logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<LogStream, Status> {
+        let identity = self.identity(&request).await?;
+        let mut request = request.into_inner();
+        let (_, dialer) = self.node_tls()?;
+        let (uid, container, address) = self
+            .pod_target(
+                &identity,
+                Verb::Get,
+                "log",
+                &request.namespace,
+                &request.pod,
+                &request.container,
+            )
+            .await?;
+        request.pod_uid = uid;
+        request.container = container;
+        let stream = dialer
+            .connect(&address)
+            .await?
+            .container_logs(request)
+            .await?
+            .into_inner();
+        Ok(Box::pin(stream))
+    }
+
+    /// `PodExec`: create on pods/exec.
+    pub(crate) async fn pod_exec(
+        &self,
+        request: Request<Streaming<ExecInput>>,
+    ) -> Result<ExecStream, Status> {
+        let identity = self.identity(&request).await?;
+        let mut inbound = request.into_inner();
+        let first = futures::StreamExt::next(&mut inbound)
+            .await
+            .ok_or_else(|| ApiError::bad_request("the exec stream ended before it started"))??;
+        let Some(exec_input::Input::Start(mut start)) = first.input else {
+            return Err(ApiError::bad_request("the first exec message must be `start`").into());
+        };
+        if start.command.is_empty() {
+            return Err(ApiError::bad_request(
+                "you must specify at least one command for the container",
+            )
+            .into());
+        }
+        let (_, dialer) = self.node_tls()?;
+        let (uid, container, address) = self
+            .pod_target(
+                &identity,
+                Verb::Create,
+                "exec",
+                &start.namespace,
+                &start.pod,
+                &start.container,
+            )
+            .await?;
+        start.pod_uid = uid;
+        start.container = container;
+        let first = ExecInput {
+            input: Some(exec_input::Input::Start(start)),
+        };
+        let stream = dialer
+            .connect(&address)
+            .await?
+            .exec(forward(first, inbound))
+            .await?
+            .into_inner();
+        Ok(Box::pin(stream))
+    }
+
+    /// `ImportImage`: create on nodes/proxy (administrators only).
+    pub(crate) async fn import_image(
+        &self,
+        request: Request<Streaming<ImageUpload>>,
+    ) -> Result<ImportStream, Status> {
+        let identity = self.identity(&request).await?;
+        let mut inbound = request.into_inner();
+        let first = futures::StreamExt::next(&mut inbound)
+            .await
+            .ok_or_else(|| ApiError::bad_request("the upload ended before it started"))??;
+        let Some(image_upload::Upload::Start(start)) = &first.upload else {
+            return Err(ApiError::bad_request("the first upload message must be `start`").into());
+        };
+        let node = start.node.clone();
+        if node.is_empty() {
+            return Err(ApiError::bad_request("the upload names no node (--node)").into());
+        }
+        let nodes = resources::by_plural("nodes").expect("nodes are served");
+        let target = ResourceRef {
+            resource: "nodes".into(),
+            namespace: String::new(),
+        };
+        self.check(&identity, Verb::Create, nodes, &target, &node, "proxy")
+            .await?;
+        let (_, dialer) = self.node_tls()?;
+        let address = self.node_address(&node, None).await?;
+        let stream = dialer
+            .connect(&address)
+            .await?
+            .import_image(forward(first, inbound))
+            .await?
+            .into_inner();
+        Ok(Box::pin(stream))
+    }
+
+    /// `IssueNodeServingCertificate`: only node `node_name` itself may ask.
+    pub(crate) async fn issue_node_serving_certificate(
+        &self,
+        request: Request<NodeServingCertificateRequest>,
+    ) -> Result<NodeServingCertificateResponse, Status> {
+        let identity = self.identity(&request).await?;
+        let request = request.into_inner();
+        if identity.node.as_deref() != Some(request.node_name.as_str()) {
+            return Err(ApiError::new(
+                Reason::Forbidden,
+                format!(
+                    "User \"{}\" cannot get a serving certificate for node \"{}\": only that node may",
+                    identity.user, request.node_name
+                ),
+            )
+            .into());
+        }
+        let (pki, _) = self.node_tls()?;
+        let certificate_pem = pki
+            .sign_node_serving(&request.node_name, &request.csr_pem)
+            .map_err(|e| ApiError::bad_request(format!("csr_pem: {e}")))?;
+        Ok(NodeServingCertificateResponse { certificate_pem })
     }
 }
 

@@ -8,7 +8,10 @@ pub mod create;
 pub mod dataplane;
 pub mod delete;
 pub mod describe;
+pub mod exec;
 pub mod get;
+pub mod image;
+pub mod logs;
 pub mod rollout;
 pub mod scale;
 
@@ -49,6 +52,12 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Delete(args) => delete::run(&session, args).await,
         Command::Rollout(args) => rollout::run(&session, args).await,
         Command::Scale(args) => scale::run(&session, args).await,
+        Command::Logs(args) => logs::run(&session, args).await,
+        Command::Image(args) => image::run(&session, args).await,
+        Command::Exec(args) => match exec::run(&session, args).await? {
+            0 => Ok(()),
+            code => Err(CtlError::Exit(code)),
+        },
         Command::Completion(_) | Command::ApiResources(_) | Command::Dataplane(_) => Ok(()),
     }
 }
