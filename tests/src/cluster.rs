@@ -36,7 +36,7 @@ use crate::{
     containerd::{CgroupTree, Containerd},
     control::ControlPlane,
     etcd::EtcdCluster,
-    netns::{Netns, enable_gro},
+    netns::{Netns, disable_tx_checksum_offload, enable_gro},
     pins::PinDir,
     pod_node::write_test_image,
     process::{ChildGuard, spawn_guarded, workspace_binary},
@@ -617,6 +617,10 @@ fn attach(fabric: &Netns, prefix: &str, ip: Ipv4Addr) -> Result<(Netns, String)>
     fabric.run(move || enable_gro(&gro_port))??;
     ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
     ns.exec(&["ip", "link", "set", "eth0", "up"])?;
+    // Frames on a real wire carry complete checksums; a veth would leave TCP checksums
+    // partial for the receiver to finish, which a node's XDP program, rewriting addresses
+    // and sending the frame on (a NodePort to another node's pod), cannot do.
+    ns.run(|| disable_tx_checksum_offload("eth0"))??;
     Ok((ns, port))
 }
 
