@@ -36,7 +36,7 @@ use crate::{
     containerd::{CgroupTree, Containerd},
     control::ControlPlane,
     etcd::EtcdCluster,
-    netns::{Netns, disable_tx_checksum_offload, enable_gro},
+    netns::{Netns, disable_tx_checksum_offload},
     pins::PinDir,
     pod_node::write_test_image,
     process::{ChildGuard, spawn_guarded, workspace_binary},
@@ -251,6 +251,8 @@ pub struct Cluster {
     // Field order is drop order: agents and their containers first, then the controls,
     // the API proxy, etcd, and the namespaces.
     pub nodes: Vec<ClusterNode>,
+    /// The pass-everything XDP program on every bridge port (detached on drop).
+    _bridge_xdp: skiff_agent::dataplane::Dataplane,
     controls: Vec<ControlPlane>,
     proxy: ApiProxy,
     pub etcd: EtcdCluster,
@@ -301,8 +303,8 @@ impl Cluster {
                         .collect()
                 });
                 let nodes = nodes.into_iter().collect::<Result<Vec<_>>>()?;
-                let (client_ns, _) = attach(&fabric, "skcli", CLIENT_IP)?;
-                Ok((fabric, nodes, client_ns))
+                let (client_ns, client_port) = attach(&fabric, "skcli", CLIENT_IP)?;
+                Ok((fabric, nodes, client_ns, client_port))
             });
             (
                 etcd.join()
@@ -313,7 +315,7 @@ impl Cluster {
             )
         });
         let etcd = etcd?;
-        let (fabric, nodes, client_ns) = fabric_and_nodes?;
+        let (fabric, nodes, client_ns, client_port) = fabric_and_nodes?;
 
         let args: Vec<String> = DEFAULT_CONTROL_ARGS
             .iter()
@@ -356,8 +358,16 @@ impl Cluster {
             serde_yaml::to_string(&admin)?,
         )?;
 
+        let bridge_xdp = attach_xdp_pass(
+            &fabric,
+            nodes
+                .iter()
+                .map(|n| n.fabric_if.as_str())
+                .chain([client_port.as_str()]),
+        )?;
         let mut cluster = Self {
             nodes,
+            _bridge_xdp: bridge_xdp,
             controls,
             proxy,
             etcd,
@@ -598,6 +608,38 @@ fn tail(text: &str, lines: usize) -> String {
     last.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
+/// Attaches the pass-everything XDP program to the bridge `ports`: a frame a node's XDP
+/// program sends back out of its uplink (XDP_TX, a NodePort to another node's pod) lands on
+/// the uplink's peer, and a veth only takes such frames promptly with XDP of its own.
+fn attach_xdp_pass<'a>(
+    fabric: &Netns,
+    ports: impl Iterator<Item = &'a str>,
+) -> Result<skiff_agent::dataplane::Dataplane> {
+    use skiff_agent::dataplane::{Dataplane, LoadOptions, MapSizes};
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: None,
+        sizes: MapSizes {
+            services: 16,
+            backends: 16,
+            maglev_table_size: 251,
+            maglev_tables: 2,
+            ..MapSizes::default()
+        },
+        node_addr: None,
+    })?;
+    for port in ports {
+        let port = port.to_string();
+        fabric.run(|| {
+            dataplane
+                .pass_program()?
+                .attach(&port, aya::programs::XdpMode::Driver)
+                .map(|_| ())
+                .with_context(|| format!("attaching xdp_pass to {port}"))
+        })??;
+    }
+    Ok(dataplane)
+}
+
 /// A new namespace with `eth0` on the fabric bridge at `ip`/24; returns it and the
 /// bridge port's name in the fabric namespace.
 fn attach(fabric: &Netns, prefix: &str, ip: Ipv4Addr) -> Result<(Netns, String)> {
@@ -612,9 +654,6 @@ fn attach(fabric: &Netns, prefix: &str, ip: Ipv4Addr) -> Result<(Netns, String)>
     }
     fabric.exec(&["ip", "link", "set", &port, "master", BRIDGE])?;
     fabric.exec(&["ip", "link", "set", &port, "up"])?;
-    // Frames a node's XDP program sends back out (XDP_TX) arrive on the bridge port.
-    let gro_port = port.clone();
-    fabric.run(move || enable_gro(&gro_port))??;
     ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
     ns.exec(&["ip", "link", "set", "eth0", "up"])?;
     // Frames on a real wire carry complete checksums; a veth would leave TCP checksums

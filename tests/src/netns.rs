@@ -262,17 +262,6 @@ pub fn disable_tx_checksum_offload(interface: &str) -> Result<()> {
     ethtool_set(interface, ETHTOOL_STXCSUM, 0)
 }
 
-/// Turns on generic receive offload on `interface` in the calling thread's namespace (what
-/// `ethtool -K <if> gro on` does): a veth then accepts frames its peer's XDP program sends
-/// back out (XDP_TX) without an XDP program of its own. Run it inside [`Netns::run`].
-///
-/// # Errors
-/// When the interface does not exist or the ioctl fails.
-pub fn enable_gro(interface: &str) -> Result<()> {
-    const ETHTOOL_SGRO: u32 = 0x2c;
-    ethtool_set(interface, ETHTOOL_SGRO, 1)
-}
-
 /// One `SIOCETHTOOL` "set value" command (`struct ethtool_value`) on `interface`.
 fn ethtool_set(interface: &str, cmd: u32, data: u32) -> Result<()> {
     const SIOCETHTOOL: libc::c_ulong = 0x8946;
