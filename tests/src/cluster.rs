@@ -273,6 +273,7 @@ impl Cluster {
     /// When any piece does not start or a node is not Ready within the deadline.
     pub fn start(config: ClusterConfig) -> Result<Self> {
         crate::require_root();
+        let started = std::time::Instant::now();
         let dir = tempfile::Builder::new().prefix("skcluster").tempdir()?;
         let archive = dir.path().join("busybox.tar");
         let (etcd, fabric_and_nodes) = std::thread::scope(|s| {
@@ -380,6 +381,13 @@ impl Cluster {
             cluster.start_agent(i)?;
         }
         cluster.wait_nodes_ready(Duration::from_secs(60))?;
+        eprintln!(
+            "cluster up: {} etcd members, {} controls, {} Ready nodes in {:?}",
+            cluster.etcd.size(),
+            cluster.controls.len(),
+            cluster.nodes.len(),
+            started.elapsed()
+        );
         Ok(cluster)
     }
 
