@@ -720,3 +720,89 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
     );
     assert_eq!(results.len(), 1, "zero failed requests: {results:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_killing_the_leading_control_and_the_etcd_leader_leaves_a_cluster_that_schedules_and_runs_pods()
+ {
+    let mut cluster = start().await;
+    let client = cluster.client().unwrap();
+    create(&client, "namespaces", "", &namespace("shop")).await;
+    create(
+        &client,
+        "deployments",
+        "shop",
+        &web_deployment("web", 3, json!({}), json!({})),
+    )
+    .await;
+    ready_pods(&client, "shop", "app=web", 3).await;
+    let leader = eventually("a leading control", Duration::from_secs(15), || async {
+        cluster
+            .leading_control(&client)
+            .await
+            .ok_or("no leader yet".to_string())
+    })
+    .await
+    .unwrap();
+    let etcd_leader = cluster.etcd.leader().expect("etcd has a leader");
+
+    cluster.kill_control(leader);
+    cluster.kill_etcd(etcd_leader);
+    let killed = Instant::now();
+    // Scale up through the proxy (the survivor answers once etcd has a new leader).
+    eventually(
+        "the scale-up to be accepted",
+        Duration::from_secs(15),
+        || async {
+            client
+                .patch(
+                    "deployments",
+                    "shop",
+                    "web",
+                    &json!({"spec": {"replicas": 6}}),
+                    "",
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
+    .unwrap();
+    let survivor = eventually(
+        "the other control to lead",
+        Duration::from_secs(15),
+        || async {
+            match cluster.leading_control(&client).await {
+                Some(i) if i != leader => Ok(i),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let took_over = killed.elapsed();
+    let pods = ready_pods(&client, "shop", "app=web", 6).await;
+    let all_ready = killed.elapsed();
+    eprintln!(
+        "control {leader} and etcd member {etcd_leader} killed: control {survivor} led after \
+         {took_over:?}, 6 pods ready after {all_ready:?}: {}",
+        summary(&pods)
+    );
+    assert!(took_over < Duration::from_secs(15), "took over within 15 s");
+    // Nothing was scheduled or started twice: one running container per pod.
+    let running: usize = cluster
+        .nodes
+        .iter()
+        .map(|n| n.running_tasks().unwrap().len())
+        .sum();
+    assert_eq!(running, 6, "one container per pod on the nodes");
+    for node in &cluster.nodes {
+        let n = client.get("nodes", "", &node.name).await.unwrap();
+        assert_eq!(
+            node_ready(&n),
+            "True",
+            "{} stayed Ready through the failover",
+            node.name
+        );
+    }
+}
