@@ -15,7 +15,10 @@ use aya_ebpf::{
 };
 use skiff_ebpf_common::{
     Backend, CtKey, CtValue, LbEvent, PacketClass, ServiceKey,
-    service::{BACKEND_LOCAL, CT_REPLY, CT_SNAT, SERVICE_EXTERNAL, SERVICE_EXTERNAL_LOCAL},
+    service::{
+        BACKEND_LOCAL, BACKEND_TERMINATING, CT_REPLY, CT_SNAT, SERVICE_EXTERNAL,
+        SERVICE_EXTERNAL_LOCAL,
+    },
 };
 
 use crate::{
@@ -121,12 +124,17 @@ fn balance(ctx: &XdpContext, packet: &Packet) -> Option<u32> {
             count_lb(LbEvent::ReverseTranslated);
             return Some(send_out(ctx, packet));
         }
-        if let Some(chosen) = backend(entry.backend_id) {
+        // A connection's first segment on a tracked tuple means the client reused its
+        // port: an earlier connection's terminating backend would refuse it, so choose
+        // again (as the kernel's conntrack starts a new flow on such a SYN).
+        if let Some(chosen) = backend(entry.backend_id)
+            && !(chosen.flags & BACKEND_TERMINATING != 0 && opens_connection(packet, proto, l4))
+        {
             let snat = entry.flags & CT_SNAT != 0;
             count_lb(LbEvent::ConntrackHit);
             return Some(translate(ctx, packet, &flow, &chosen, snat));
         }
-        // The backend is gone: choose again below.
+        // The backend is gone (or terminating, for a new connection): choose again below.
     }
 
     let svc = service(&ServiceKey {
@@ -184,6 +192,20 @@ fn balance(ctx: &XdpContext, packet: &Packet) -> Option<u32> {
     CONNTRACK.insert(&flow.key, &forward, 0).ok()?;
     count_lb(LbEvent::Translated);
     Some(translate(ctx, packet, &flow, &chosen, snat))
+}
+
+/// True for a TCP segment with SYN and without ACK: the first of a connection.
+#[inline(always)]
+fn opens_connection(packet: &Packet, proto: u8, l4: usize) -> bool {
+    if proto != IPPROTO_TCP {
+        return false;
+    }
+    let Some(tcp) = packet.header::<TcpHdr>(l4) else {
+        return false;
+    };
+    // SAFETY: `header` checked that the TCP header lies inside the packet.
+    let flags = unsafe { (*tcp).doff_flags[1] };
+    flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 }
 
 const TCP_FIN: u8 = 0x01;
