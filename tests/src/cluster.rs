@@ -181,6 +181,43 @@ impl ClusterNode {
             .join("\n")
     }
 
+    /// The uplink XDP program's load-balancing counters (`LB_STATS`, summed over CPUs, in
+    /// `LbEvent` order: translated, no backend, affinity hit, stale backend, reverse
+    /// translated, conntrack hit, no route), read with bpftool through the program's maps.
+    pub fn lb_stats(&self) -> Result<Vec<u64>> {
+        let link = self.netns.exec(&["ip", "-j", "link", "show", "eth0"])?;
+        let link: Value = serde_json::from_str(&link)?;
+        let prog = link[0]["xdp"]["prog"]["id"]
+            .as_u64()
+            .context("no XDP program on eth0")?;
+        let bpftool = |args: &[&str]| -> Result<Value> {
+            let out = Command::new("bpftool").arg("-j").args(args).output()?;
+            Ok(serde_json::from_slice(&out.stdout)?)
+        };
+        let prog = bpftool(&["prog", "show", "id", &prog.to_string()])?;
+        for id in prog["map_ids"].as_array().into_iter().flatten() {
+            let id = id.to_string();
+            if bpftool(&["map", "show", "id", &id])?["name"] != "LB_STATS" {
+                continue;
+            }
+            let dump = bpftool(&["map", "dump", "id", &id])?;
+            return Ok(dump
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|entry| {
+                    entry["values"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|v| le_bytes(&v["value"]))
+                        .sum()
+                })
+                .collect());
+        }
+        bail!("the uplink program has no LB_STATS map")
+    }
+
     /// True while the agent process runs.
     pub fn agent_running(&mut self) -> bool {
         self.agent.as_mut().is_some_and(|a| a.exited().is_none())
@@ -609,6 +646,17 @@ pub fn node_ready(node: &Value) -> String {
         .and_then(|c| c["status"].as_str())
         .unwrap_or("")
         .to_string()
+}
+
+/// A value bpftool prints as an array of hex bytes (`["0x2a", "0x00", ...]`), little endian.
+fn le_bytes(value: &Value) -> u64 {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rev()
+        .filter_map(|b| u64::from_str_radix(b.as_str()?.trim_start_matches("0x"), 16).ok())
+        .fold(0, |acc, b| (acc << 8) | b)
 }
 
 fn tail(text: &str, lines: usize) -> String {

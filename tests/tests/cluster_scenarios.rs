@@ -631,16 +631,18 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
     let cluster = start().await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
-    // Zero-downtime settings: surge one, never below replicas, and a preStop pause so that
-    // a terminating pod serves until the data plane has stopped sending to it.
+    // Zero-downtime settings: surge one, never below replicas, and a preStop pause longer
+    // than it takes every node to drop the endpoint from its maps, so that a terminating
+    // pod serves until the data plane has stopped sending to it (with 2 s, 1 request in
+    // ~3700 timed out once on a loaded machine).
     let mut container = workload::web_container(&[]);
-    container["lifecycle"] = json!({"preStop": {"exec": {"command": ["sleep", "2"]}}});
+    container["lifecycle"] = json!({"preStop": {"exec": {"command": ["sleep", "4"]}}});
     let deployment = web_deployment(
         "web",
         3,
         json!({"strategy": {"type": "RollingUpdate",
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}}),
-        json!({"terminationGracePeriodSeconds": 5, "containers": [container]}),
+        json!({"terminationGracePeriodSeconds": 8, "containers": [container]}),
     );
     create(&client, "deployments", "shop", &deployment).await;
     let service = create(
@@ -680,6 +682,37 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
             })
             .unwrap()
     };
+    // What the nodes are told: the fewest ready endpoints and every slice name seen.
+    let slices_seen = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut fewest, mut names) = (usize::MAX, BTreeSet::new());
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok(list) = client
+                    .list(
+                        "endpointslices",
+                        "shop",
+                        &skiff_api::client::ListParams {
+                            label_selector: "kubernetes.io/service-name=web".into(),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                {
+                    let ready = list
+                        .items
+                        .iter()
+                        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                        .filter(|e| e["conditions"]["ready"] == true)
+                        .count();
+                    fewest = fewest.min(ready);
+                    names.extend(list.items.iter().map(name));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (fewest, names)
+        })
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before_update: usize = results.lock().unwrap().values().sum();
     client
@@ -711,8 +744,22 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
     stop.store(true, Ordering::SeqCst);
     load.join().unwrap();
     let results = results.lock().unwrap().clone();
+    let (fewest_ready, slice_names) = slices_seen.await.unwrap();
     eprintln!(
-        "requests through the NodePort of every node: {results:?}, {during_update} of them while pods were replaced"
+        "requests through the NodePort of every node: {results:?}, {during_update} of them while pods were replaced; \
+         endpoint slices {slice_names:?} never had fewer than {fewest_ready} ready endpoints"
+    );
+    for node in &cluster.nodes {
+        eprintln!(
+            "{} uplink LB counters [translated, no backend, affinity, stale backend, reverse, \
+             conntrack hit, no route]: {:?}",
+            node.name,
+            node.lb_stats()
+        );
+    }
+    assert!(
+        fewest_ready >= 3,
+        "with maxUnavailable 0 the slices always list 3 ready endpoints: {fewest_ready}"
     );
     assert!(
         during_update >= 10,
