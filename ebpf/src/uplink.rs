@@ -12,7 +12,10 @@
 use aya_ebpf::bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup};
 use skiff_ebpf_common::{
     Backend, CtKey, CtValue, LbEvent, PacketClass, ServiceKey,
-    service::{BACKEND_LOCAL, CT_REPLY, CT_SNAT, SERVICE_EXTERNAL, SERVICE_EXTERNAL_LOCAL},
+    service::{
+        BACKEND_LOCAL, BACKEND_TERMINATING, CT_REPLY, CT_SNAT, SERVICE_EXTERNAL,
+        SERVICE_EXTERNAL_LOCAL,
+    },
 };
 
 use crate::{
@@ -148,12 +151,17 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
             count_lb(LbEvent::ReverseTranslated);
             return Some(send_out(hook));
         }
-        if let Some(chosen) = backend(entry.backend_id) {
+        // A connection's first segment on a tracked tuple means the client reused its
+        // port: an earlier connection's terminating backend would refuse it, so choose
+        // again (as the kernel's conntrack starts a new flow on such a SYN).
+        if let Some(chosen) = backend(entry.backend_id)
+            && !(chosen.flags & BACKEND_TERMINATING != 0 && opens_connection(&packet, proto, l4))
+        {
             let snat = entry.flags & CT_SNAT != 0;
             count_lb(LbEvent::ConntrackHit);
             return translate(hook, &flow, &chosen, snat);
         }
-        // The backend is gone: choose again below.
+        // The backend is gone (or terminating, for a new connection): choose again below.
     }
 
     let svc = service(&ServiceKey {
@@ -302,6 +310,20 @@ fn send_out<H: Hook>(hook: &H) -> Verdict {
     } else {
         Verdict::Redirect(params.ifindex)
     }
+}
+
+/// True for a TCP segment with SYN and without ACK: the first of a connection.
+#[inline(always)]
+fn opens_connection(packet: &Packet, proto: u8, l4: usize) -> bool {
+    if proto != IPPROTO_TCP {
+        return false;
+    }
+    let Some(tcp) = packet.header::<TcpHdr>(l4) else {
+        return false;
+    };
+    // SAFETY: `header` checked that the TCP header lies inside the packet.
+    let flags = unsafe { (*tcp).doff_flags[1] };
+    flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 }
 
 const TCP_FIN: u8 = 0x01;

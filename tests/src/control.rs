@@ -237,6 +237,11 @@ impl ControlPlane {
         format!("https://{address}:{}", self.port)
     }
 
+    /// The API server's loopback address.
+    pub fn address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     /// Where the control plane serves `/metrics` (plain HTTP on loopback).
     pub fn metrics_address(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.metrics_port))

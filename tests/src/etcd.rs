@@ -160,6 +160,20 @@ impl EtcdCluster {
                 binary.display()
             );
         }
+        // Another test may take a port between choosing and binding it: try fresh ones.
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::try_start(size) {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .expect("at least one attempt")
+            .context("the etcd cluster did not start"))
+    }
+
+    fn try_start(size: usize) -> Result<Self> {
         let members: Vec<Member> = (0..size)
             .map(|i| Member {
                 name: format!("member-{i}"),

@@ -3,8 +3,10 @@
 //!
 //! Every privileged test needs root; [`require_root`] fails (never skips) without it.
 
+pub mod api_proxy;
 pub mod backends;
 pub mod cgroup;
+pub mod cluster;
 pub mod containerd;
 pub mod control;
 pub mod etcd;
@@ -17,6 +19,7 @@ pub mod pod_node;
 pub mod process;
 pub mod registry;
 pub mod wait;
+pub mod workload;
 
 /// Fails the calling test with a clear message unless it runs as root.
 ///

@@ -95,6 +95,34 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Spawns a thread that enters this namespace, then runs `f` (sockets it opens live
+    /// in the namespace); unlike [`Netns::run`], it does not wait for `f`.
+    ///
+    /// # Errors
+    /// When the namespace cannot be opened.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<thread::JoinHandle<T>> {
+        let file = File::open(format!("/var/run/netns/{}", self.name))
+            .with_context(|| format!("opening netns {}", self.name))?;
+        let name = self.name.clone();
+        Ok(thread::spawn(move || {
+            // SAFETY: `file` is an open namespace file; setns only changes this thread's
+            // network namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "setns into {name}: {}",
+                std::io::Error::last_os_error()
+            );
+            f()
+        }))
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace also removes the interfaces inside it.
@@ -230,17 +258,19 @@ impl Drop for HostLink {
 /// # Errors
 /// When the interface does not exist or the ioctl fails.
 pub fn disable_tx_checksum_offload(interface: &str) -> Result<()> {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
     const ETHTOOL_STXCSUM: u32 = 0x17;
+    ethtool_set(interface, ETHTOOL_STXCSUM, 0)
+}
+
+/// One `SIOCETHTOOL` "set value" command (`struct ethtool_value`) on `interface`.
+fn ethtool_set(interface: &str, cmd: u32, data: u32) -> Result<()> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
     #[repr(C)]
     struct EthtoolValue {
         cmd: u32,
         data: u32,
     }
-    let mut value = EthtoolValue {
-        cmd: ETHTOOL_STXCSUM,
-        data: 0,
-    };
+    let mut value = EthtoolValue { cmd, data };
     // SAFETY: an all-zero ifreq is valid (a name of NULs and a zeroed union).
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
     let name = interface.as_bytes();
@@ -262,7 +292,7 @@ pub fn disable_tx_checksum_offload(interface: &str) -> Result<()> {
     // SAFETY: `fd` is the socket opened above.
     unsafe { libc::close(fd) };
     if rc != 0 {
-        bail!("ETHTOOL_STXCSUM off on {interface}: {error}");
+        bail!("ethtool command {cmd:#x} on {interface}: {error}");
     }
     Ok(())
 }

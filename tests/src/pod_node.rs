@@ -44,6 +44,33 @@ pub struct PodNode {
     pub agent_args: Vec<String>,
 }
 
+/// Writes the test image [`IMAGE`] (busybox-static, and `/www/index.html` saying `pong`)
+/// as an OCI archive at `archive`; one archive can be imported into any number of nodes.
+///
+/// # Errors
+/// When busybox cannot be found or the archive cannot be written.
+pub fn write_test_image(archive: &Path) -> anyhow::Result<()> {
+    let mut entries = oci::busybox_entries(Path::new("/bin/busybox"))?;
+    entries.push(oci::Entry::Dir { path: "www".into() });
+    entries.push(oci::Entry::Contents {
+        path: "www/index.html".into(),
+        bytes: b"pong\n".to_vec(),
+        mode: 0o644,
+    });
+    oci::write_archive(
+        &oci::ImageSpec {
+            name: IMAGE.into(),
+            entries,
+            entrypoint: vec![],
+            cmd: vec!["sh".into()],
+            env: vec!["PATH=/bin".into()],
+            exposed_ports: vec![],
+        },
+        archive,
+    )?;
+    Ok(())
+}
+
 impl PodNode {
     /// A node whose pod CIDR is 10.245.<index>.0/24.
     ///
@@ -56,25 +83,7 @@ impl PodNode {
         let namespace = unique_name("skns");
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("busybox.tar");
-        let mut entries = oci::busybox_entries(Path::new("/bin/busybox")).unwrap();
-        entries.push(oci::Entry::Dir { path: "www".into() });
-        entries.push(oci::Entry::Contents {
-            path: "www/index.html".into(),
-            bytes: b"pong\n".to_vec(),
-            mode: 0o644,
-        });
-        oci::write_archive(
-            &oci::ImageSpec {
-                name: IMAGE.into(),
-                entries,
-                entrypoint: vec![],
-                cmd: vec!["sh".into()],
-                env: vec!["PATH=/bin".into()],
-                exposed_ports: vec![],
-            },
-            &archive,
-        )
-        .unwrap();
+        write_test_image(&archive).unwrap();
         // Content only: the agent unpacks the layers itself (through the Diff service), as
         // under `cargo xtask up`.
         containerd.import(&namespace, &archive, false).unwrap();

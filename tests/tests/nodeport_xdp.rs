@@ -15,7 +15,10 @@ use skiff_agent::dataplane::{
 };
 use skiff_ebpf_common::{
     Backend, LbEvent, ServiceKey,
-    service::{BACKEND_LOCAL, PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY, SERVICE_EXTERNAL},
+    service::{
+        BACKEND_LOCAL, BACKEND_TERMINATING, PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY,
+        SERVICE_EXTERNAL,
+    },
 };
 use skiff_tests::{
     backends::NameServers,
@@ -298,6 +301,42 @@ fn privileged_nodeport_xdp_keeps_established_flows_on_their_backend_when_backend
         assert_eq!(inspect(&out).dst, *first, "flow from port {port} stays");
     }
     assert_eq!(stat(&plane, LbEvent::ConntrackHit) - hits_before, 64);
+}
+
+#[test]
+fn privileged_nodeport_xdp_sends_a_new_connection_on_a_reused_port_away_from_a_terminating_backend()
+{
+    let mut plane = plane();
+    let (_, out) = xdp(
+        &mut plane,
+        &tcp_frame(CLIENT, 41000, NODE, 30080, packets::TCP_SYN),
+    );
+    let first = inspect(&out).dst;
+    // That pod starts terminating (in every service that has it): its established flow
+    // stays, new connections avoid it.
+    let mut desired = services(local(8080, PROTO_TCP));
+    for backend in desired.values_mut().flat_map(|s| s.backends.iter_mut()) {
+        if backend.addr == u32::from_ne_bytes(first.octets()) && backend.proto == PROTO_TCP {
+            backend.flags |= BACKEND_TERMINATING;
+        }
+    }
+    let (_, errors) = plane.sync.apply(&mut plane.maps, &desired);
+    assert!(errors.is_empty(), "{errors:?}");
+    let (_, out) = xdp(
+        &mut plane,
+        &tcp_frame(CLIENT, 41000, NODE, 30080, packets::TCP_ACK),
+    );
+    assert_eq!(inspect(&out).dst, first, "the established flow stays");
+    // The client reuses the port for a new connection (its first segment: SYN, no ACK).
+    let (_, out) = xdp(
+        &mut plane,
+        &tcp_frame(CLIENT, 41000, NODE, 30080, packets::TCP_SYN),
+    );
+    assert_ne!(
+        inspect(&out).dst,
+        first,
+        "a new connection does not go to the terminating pod"
+    );
 }
 
 #[test]

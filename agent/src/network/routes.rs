@@ -1,6 +1,8 @@
 //! Direct routing between nodes: a route to every other node's pod CIDR via that node's
 //! address, kept in step with the Node objects. The agent's routes carry their own netlink
-//! protocol number, so it finds (and removes) exactly the ones it made.
+//! protocol number, so it finds (and removes) exactly the ones it made. The agent also
+//! keeps every such node's link-layer address resolved, which the uplink XDP program's FIB
+//! lookup needs to forward a NodePort connection to another node's pod.
 
 use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
@@ -157,14 +159,56 @@ pub async fn sync(wanted: &BTreeMap<String, Route>) -> Result<(), RouteError> {
     result
 }
 
+/// The addresses among `peers` that `arp` (the text of `/proc/net/arp`) has no complete
+/// entry for.
+pub fn unresolved(arp: &str, peers: impl IntoIterator<Item = Ipv4Addr>) -> Vec<Ipv4Addr> {
+    const ATF_COM: u32 = 0x2;
+    let complete: Vec<Ipv4Addr> = arp
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let ip = fields.next()?.parse().ok()?;
+            let flags = u32::from_str_radix(fields.nth(1)?.trim_start_matches("0x"), 16).ok()?;
+            (flags & ATF_COM != 0).then_some(ip)
+        })
+        .collect();
+    peers
+        .into_iter()
+        .filter(|peer| !complete.contains(peer))
+        .collect()
+}
+
+/// Has the kernel resolve the link-layer address of every route's next hop it does not
+/// know, by sending each one empty UDP datagram (to the discard port). XDP cannot start
+/// neighbour resolution itself: without an entry its FIB lookup fails and a NodePort
+/// connection to a pod on that node is dropped.
+fn resolve_next_hops(wanted: &BTreeMap<String, Route>) {
+    let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+    let missing = unresolved(&arp, wanted.values().map(|(_, via)| *via));
+    if missing.is_empty() {
+        return;
+    }
+    let Ok(socket) = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+        return;
+    };
+    for via in missing {
+        if let Err(error) = socket.send_to(&[], (via, 9)) {
+            warn!(%via, error = %error, "resolving a node's link-layer address");
+        }
+    }
+}
+
 /// Keeps the routes to other nodes' pods in step with the Node objects, every few seconds.
 pub async fn run(client: Client, own: String) {
     loop {
         match client.list("nodes", "", &ListParams::default()).await {
             Ok(list) => {
-                if let Err(error) = sync(&desired(&list.items, &own)).await {
+                let wanted = desired(&list.items, &own);
+                if let Err(error) = sync(&wanted).await {
                     warn!(error = %error, "syncing routes to other nodes' pods");
                 }
+                resolve_next_hops(&wanted);
             }
             Err(error) => warn!(error = %error, "listing nodes for pod routes"),
         }
@@ -199,6 +243,21 @@ mod tests {
                 "10.244.2.0/24".parse().unwrap(),
                 Ipv4Addr::new(192, 168, 0, 2)
             )
+        );
+    }
+
+    #[test]
+    fn only_next_hops_without_a_complete_arp_entry_are_unresolved() {
+        let arp = "IP address       HW type     Flags       HW address            Mask     Device\n\
+                   10.0.0.2         0x1         0x2         02:00:00:00:00:02     *        eth0\n\
+                   10.0.0.3         0x1         0x0         00:00:00:00:00:00     *        eth0\n";
+        let peers = ["10.0.0.2", "10.0.0.3", "10.0.0.4"].map(|p| p.parse().unwrap());
+        assert_eq!(
+            unresolved(arp, peers),
+            [
+                "10.0.0.3".parse::<Ipv4Addr>().unwrap(),
+                "10.0.0.4".parse().unwrap()
+            ]
         );
     }
 

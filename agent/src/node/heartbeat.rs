@@ -1,7 +1,8 @@
 //! Registration and liveness: the Node object is created (or adopted) at start, its Lease in
 //! `kube-node-lease` is renewed every `lease_renew_interval`, and its status is written when
-//! it changed or, at the latest, every `status_report_interval` (Kubernetes' defaults: 10 s,
-//! 40 s lease, 5 min).
+//! it changed, when the Node's conditions in the API disagree with it (the node lifecycle
+//! controller marked the node Unknown while it was cut off), or at the latest every
+//! `status_report_interval` (Kubernetes' defaults: 10 s, 40 s lease, 5 min).
 
 use std::time::{Duration, Instant};
 
@@ -109,7 +110,10 @@ impl Heartbeat {
                 *last != status || at.elapsed() >= self.timings.status_report_interval
             }
         };
-        if !due && !force {
+        // Like kubelet, compare with the Node as the API has it: another writer (the node
+        // lifecycle controller) may have changed its conditions since the last report.
+        let current = self.client.get("nodes", "", &self.facts.name).await?;
+        if !due && !force && conditions_agree(&current, &status) {
             return Ok(());
         }
         let now = now();
@@ -121,7 +125,6 @@ impl Heartbeat {
             }
         }
         // Keep transition times of conditions whose status did not change.
-        let current = self.client.get("nodes", "", &self.facts.name).await?;
         if let (Some(new), Some(old)) = (
             stamped["conditions"].as_array_mut(),
             current
@@ -182,6 +185,24 @@ impl Heartbeat {
     }
 }
 
+/// True when every condition of `status` has the same status in the Node `current`.
+fn conditions_agree(current: &Value, status: &Value) -> bool {
+    let theirs = current
+        .pointer("/status/conditions")
+        .and_then(Value::as_array);
+    status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|ours| {
+            theirs.is_some_and(|theirs| {
+                theirs
+                    .iter()
+                    .any(|t| t["type"] == ours["type"] && t["status"] == ours["status"])
+            })
+        })
+}
+
 fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -193,4 +214,25 @@ fn now_micro() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::conditions_agree;
+
+    #[test]
+    fn conditions_another_writer_changed_disagree_with_the_agents() {
+        let ours = json!({"conditions": [
+            {"type": "Ready", "status": "True"}, {"type": "MemoryPressure", "status": "False"}]});
+        let same = json!({"status": {"conditions": [
+            {"type": "MemoryPressure", "status": "False", "reason": "x"},
+            {"type": "Ready", "status": "True"}]}});
+        let unknown = json!({"status": {"conditions": [
+            {"type": "MemoryPressure", "status": "Unknown"}, {"type": "Ready", "status": "Unknown"}]}});
+        assert!(conditions_agree(&same, &ours));
+        assert!(!conditions_agree(&unknown, &ours));
+        assert!(!conditions_agree(&json!({}), &ours));
+    }
 }

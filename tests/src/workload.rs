@@ -1,0 +1,167 @@
+//! Manifests and queries the cluster tests share: a web Deployment of busybox httpd pods
+//! that answer with their own name, Services, pod listings by label, and a plain HTTP GET.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use skiff_api::client::{Client, ListParams};
+
+use crate::pod_node::IMAGE;
+
+/// The container port every web pod serves on.
+pub const WEB_PORT: u16 = 8080;
+
+/// A Deployment of `replicas` pods labelled `app: <name>`, each running busybox httpd on
+/// [`WEB_PORT`] whose `/` answers the pod's name, Ready once httpd answers. `spec` keys
+/// are merged over the defaults (e.g. `strategy`, `topologySpreadConstraints` go in
+/// `pod_spec`).
+pub fn web_deployment(name: &str, replicas: u32, spec: Value, pod_spec: Value) -> Value {
+    let mut deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [web_container(&[])],
+                },
+            },
+        },
+    });
+    merge(&mut deployment["spec"], spec);
+    merge(&mut deployment["spec"]["template"]["spec"], pod_spec);
+    deployment
+}
+
+/// The web container, with more environment variables (`(name, value)`).
+pub fn web_container(env: &[(&str, &str)]) -> Value {
+    let mut vars = vec![json!({"name": "POD_NAME",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})];
+    vars.extend(env.iter().map(|(k, v)| json!({"name": k, "value": v})));
+    json!({
+        "name": "web", "image": IMAGE,
+        "command": ["sh", "-c",
+            "mkdir -p /tmp/www && echo $POD_NAME > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"],
+        "env": vars,
+        "ports": [{"name": "http", "containerPort": WEB_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": WEB_PORT},
+                           "periodSeconds": 1, "failureThreshold": 1},
+    })
+}
+
+/// A Service of `type_` selecting `app: <app>` on port 80 to the pods' `http` port.
+pub fn service(name: &str, app: &str, type_: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"type": type_, "selector": {"app": app},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    })
+}
+
+/// A Namespace object.
+pub fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Some(into), Value::Object(from)) = (into.as_object_mut(), from) {
+        for (k, v) in from {
+            into.insert(k, v);
+        }
+    }
+}
+
+/// Pods in `namespace` matching `selector` (an error as text, for `eventually`).
+///
+/// # Errors
+/// When the list fails.
+pub async fn pods(client: &Client, namespace: &str, selector: &str) -> Result<Vec<Value>, String> {
+    client
+        .list(
+            "pods",
+            namespace,
+            &ListParams {
+                label_selector: selector.into(),
+                ..ListParams::default()
+            },
+        )
+        .await
+        .map(|l| l.items)
+        .map_err(|e| format!("listing pods in {namespace}: {e}"))
+}
+
+/// True when the pod's Ready condition is True.
+pub fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// True once the pod is being deleted.
+pub fn is_terminating(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_string()
+}
+
+/// The pod's name.
+pub fn name(object: &Value) -> String {
+    object["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The node the pod is bound to ("" when none).
+pub fn node_of(pod: &Value) -> String {
+    pod["spec"]["nodeName"].as_str().unwrap_or("").to_string()
+}
+
+/// A short summary of pods for failure messages: name, node, phase, ready, terminating.
+pub fn summary(pods: &[Value]) -> String {
+    pods.iter()
+        .map(|p| {
+            format!(
+                "{}@{}:{}{}{}",
+                name(p),
+                node_of(p),
+                p["status"]["phase"].as_str().unwrap_or("?"),
+                if is_ready(p) { ":ready" } else { "" },
+                if is_terminating(p) {
+                    ":terminating"
+                } else {
+                    ""
+                },
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `GET /` over a fresh connection (HTTP/1.0) from the calling thread's network
+/// namespace; the body, trimmed.
+///
+/// # Errors
+/// When the connection fails, times out or the answer is not 200.
+pub fn http_get(address: SocketAddr, timeout: Duration) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {response:?}")))?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("answer: {head}")));
+    }
+    Ok(body.trim().to_string())
+}
