@@ -185,15 +185,21 @@ impl ClusterNode {
     /// `LbEvent` order: translated, no backend, affinity hit, stale backend, reverse
     /// translated, conntrack hit, no route), read with bpftool through the program's maps.
     pub fn lb_stats(&self) -> Result<Vec<u64>> {
-        let link = self.netns.exec(&["ip", "-j", "link", "show", "eth0"])?;
-        let link: Value = serde_json::from_str(&link)?;
-        let prog = link[0]["xdp"]["prog"]["id"]
-            .as_u64()
-            .context("no XDP program on eth0")?;
         let bpftool = |args: &[&str]| -> Result<Value> {
             let out = Command::new("bpftool").arg("-j").args(args).output()?;
             Ok(serde_json::from_slice(&out.stdout)?)
         };
+        // The uplink's ingress program, at TC or XDP, by the link the agent pinned.
+        let links = self.pins.path().join("links");
+        let prog = ["tc_uplink_ingress", "xdp_uplink"]
+            .iter()
+            .map(|name| links.join(name))
+            .find(|path| path.exists())
+            .context("no pinned uplink ingress link")?;
+        let link = bpftool(&["link", "show", "pinned", &prog.to_string_lossy()])?;
+        let prog = link["prog_id"]
+            .as_u64()
+            .context("the pinned uplink link has no program")?;
         let prog = bpftool(&["prog", "show", "id", &prog.to_string()])?;
         for id in prog["map_ids"].as_array().into_iter().flatten() {
             let id = id.to_string();
