@@ -138,15 +138,24 @@ async fn pods_land_on_the_nodes_their_constraints_allow() {
         field_selector: "involvedObject.name=huge".into(),
         ..Default::default()
     };
-    let events = client.list("events", "default", &params).await.unwrap();
-    assert!(
-        events
+    // Events are recorded after the condition is written (the recorder batches them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events = client.list("events", "default", &params).await.unwrap();
+        if events
             .items
             .iter()
-            .any(|e| e["reason"] == "FailedScheduling"),
-        "{:?}",
-        events.items
-    );
+            .any(|e| e["reason"] == "FailedScheduling")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no FailedScheduling event for huge within 10 s: {:?}",
+            events.items
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // A node that arrives later lets it schedule (the queue retries on the node event).
     client
