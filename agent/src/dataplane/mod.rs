@@ -13,4 +13,4 @@ pub mod maglev;
 pub mod options;
 pub mod services;
 
-pub use loader::{Dataplane, DataplaneError, LoadOptions, MapSizes, XdpAttachMode};
+pub use loader::{Dataplane, DataplaneError, LoadOptions, MapFill, MapSizes, XdpAttachMode};
