@@ -40,6 +40,8 @@ pub struct PodNode {
     pub pod_cidr: String,
     /// The address the node reports (default: its end of the link to the host).
     pub node_ip: Option<std::net::Ipv4Addr>,
+    /// More flags for `skiff-agent` (e.g. `--metrics-listen`), after the standard ones.
+    pub agent_args: Vec<String>,
 }
 
 impl PodNode {
@@ -91,6 +93,7 @@ impl PodNode {
             namespace,
             pod_cidr: format!("10.245.{index}.0/24"),
             node_ip: None,
+            agent_args: Vec::new(),
         }
     }
 
@@ -133,6 +136,7 @@ impl PodNode {
             .arg("--bootstrap-token-file")
             .arg(control.data_dir().join("auth/bootstrap.token"))
             .args(["--lease-renew-seconds", "2"])
+            .args(&self.agent_args)
             .env("RUST_LOG", "info,skiff_agent=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
