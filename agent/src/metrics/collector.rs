@@ -112,16 +112,19 @@ impl Housekeeping {
         let pods = (self.pods)();
         let targets = targets(&pods, &self.cgroup_parent, &*self.files, &self.layout);
         let mut snapshot = Snapshot::default();
+        // None: no counters this pass (no data plane, or its map unreadable). A cgroup
+        // missing from a readable map has sent and received nothing: the programs watch
+        // the whole subtree.
         let net = match &self.dataplane {
             Some(dataplane) => match dataplane.cgroup_net() {
-                Ok(net) => net,
+                Ok(net) => Some(net),
                 Err(error) => {
                     tracing::warn!(error = %error, "reading the cgroup traffic counters");
                     snapshot.errors += 1;
-                    HashMap::new()
+                    None
                 }
             },
-            None => HashMap::new(),
+            None => None,
         };
         let mut device_names = HashMap::new();
         let mut samples: Vec<Sample> = targets
@@ -139,10 +142,10 @@ impl Housekeeping {
                         (device.clone(), name)
                     })
                     .collect();
-                let network = self
-                    .files
-                    .inode(&self.layout.unified_dir(&target.id))
-                    .and_then(|id| net.get(&id).copied());
+                let network = net.as_ref().and_then(|net| {
+                    let id = self.files.inode(&self.layout.unified_dir(&target.id))?;
+                    Some(net.get(&id).copied().unwrap_or_default())
+                });
                 Sample {
                     target,
                     stats,
@@ -253,13 +256,8 @@ fn add_containers_to_pods(samples: &mut [Sample]) {
     }
     for sample in samples.iter_mut().filter(|s| s.target.container.is_empty()) {
         let key = (sample.target.namespace.clone(), sample.target.pod.clone());
-        if let Some(containers) = per_pod.get(&key) {
-            sample
-                .network
-                .get_or_insert_with(Default::default)
-                .merge(containers);
-        } else if sample.network.is_none() {
-            sample.network = Some(CgroupNetCounters::default());
+        if let (Some(own), Some(containers)) = (&mut sample.network, per_pod.get(&key)) {
+            own.merge(containers);
         }
     }
 }
@@ -306,7 +304,7 @@ mod tests {
                 ..ObjectMeta::default()
             },
             spec: Some(PodSpec {
-                containers: ["a", "b"]
+                containers: ["a", "b", "quiet"]
                     .iter()
                     .map(|n| Container {
                         name: n.to_string(),
@@ -326,7 +324,7 @@ mod tests {
         let pod_dir = "/cg/unified/n/kubepods/besteffort/podu";
         files.put(&format!("{pod_dir}/cgroup.procs"), "");
         files.inodes.insert(pod_dir.into(), 100);
-        for (name, inode) in [("a", 101), ("b", 102)] {
+        for (name, inode) in [("a", 101), ("b", 102), ("quiet", 103)] {
             let dir = format!("{pod_dir}/{}", container_id("u", name, 0));
             files.put(&format!("{dir}/cgroup.procs"), "1\n");
             files.inodes.insert(dir.into(), inode);
@@ -361,6 +359,7 @@ mod tests {
         };
         assert_eq!(net("a"), Some(counters(1)));
         assert_eq!(net("b"), Some(counters(2)));
+        assert_eq!(net("quiet"), Some(counters(0)), "no entry: nothing sent");
         assert_eq!(net(""), Some(counters(3)), "the pod sums its containers");
         assert_eq!(snapshot.uplink.len(), 1);
         assert_eq!(snapshot.errors, 0);
