@@ -15,6 +15,7 @@ pub mod packets;
 pub mod pins;
 pub mod pod_node;
 pub mod process;
+pub mod prometheus;
 pub mod wait;
 
 /// Fails the calling test with a clear message unless it runs as root.
