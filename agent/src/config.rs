@@ -71,6 +71,9 @@ pub struct Config {
     /// default: `skiff-logger` beside this binary. Without one, raw output is appended.
     #[arg(long)]
     pub log_driver: Option<PathBuf>,
+    /// `/metrics` and housekeeping.
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
     /// Container log files rotate past this many MiB.
     #[arg(long, default_value_t = 10)]
     pub container_log_max_mib: u64,

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod dataplane;
 pub mod logs;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod node_api;

@@ -1,10 +1,11 @@
 //! `skiff-agent`: the node agent. Loads the eBPF data plane onto the node's uplink and runs
 //! until SIGTERM or Ctrl-C, reporting what the data plane sees.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use k8s_openapi::api::core::v1::Pod;
 use skiff_agent::{
     config::Config,
     dataplane::{
@@ -13,6 +14,10 @@ use skiff_agent::{
         lb_maps::KernelLbMaps,
         maglev::Maglev,
         services::{self, ServiceSync},
+    },
+    metrics::{
+        AgentMetrics, Housekeeping, KernelStats, MachineFacts, MetricsListen,
+        cgroupfs::{CgroupLayout, HostCgroupFiles},
     },
     network::Cidr,
     node::{
@@ -24,7 +29,10 @@ use skiff_agent::{
     pods::{PodManager, PodManagerConfig},
     runtime::containerd::Containerd,
 };
-use skiff_api::client::{Client, ClientConfig};
+use skiff_api::{
+    client::{Client, ClientConfig},
+    runtime::{Config as WatchConfig, Informer},
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
@@ -62,7 +70,28 @@ async fn main() -> Result<()> {
         .attach_socket_lb(&config.cgroup_root)
         .context("attaching socket load balancing")?;
     info!(cgroup = %config.cgroup_root.display(), "socket load balancing attached");
+    dataplane
+        .attach_cgroup_stats(&config.cgroup_root)
+        .context("attaching the cgroup traffic counters")?;
     let maps = KernelLbMaps::take(&mut dataplane, sizes.maglev_table_size)?;
+    let dataplane = Arc::new(dataplane);
+    let machine = MachineInfo::read(&config.state_dir);
+    let metrics = Arc::new(AgentMetrics::new(MachineFacts {
+        cpu_cores: machine.cpus,
+        memory_bytes: machine.memory_bytes,
+    }));
+    if let MetricsListen(Some(address)) = config.metrics.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening for /metrics on {address} (--metrics-listen)"))?;
+        let server = Arc::clone(&metrics).serve(listener, std::future::pending());
+        tokio::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, %address, "the metrics endpoint failed");
+            }
+        });
+        info!(%address, "metrics at /metrics");
+    }
     let sync = ServiceSync::adopt(&maps, maglev)?;
     info!(adopted = sync.service_count(), pins = %config.bpffs.display(), "service maps adopted");
 
@@ -75,6 +104,13 @@ async fn main() -> Result<()> {
         }
     };
     let beating = tokio::spawn(heartbeat.run(until_stopped()));
+    let housekeeping = tokio::spawn(
+        housekeeping(&config, client.clone(), Arc::clone(&dataplane)).run(
+            config.metrics.housekeeping_interval,
+            Arc::clone(&metrics),
+            until_stopped(),
+        ),
+    );
     let syncing = tokio::spawn(services::run(
         client.clone(),
         NodeView {
@@ -99,8 +135,9 @@ async fn main() -> Result<()> {
     };
     let pods = {
         let (config, shutdown) = (config.clone(), until_stopped());
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
-            match start_pods(&config, client, shutdown).await {
+            match start_pods(&config, client, metrics, shutdown).await {
                 Ok(manager) => {
                     let _ = manager.await;
                 }
@@ -129,9 +166,32 @@ async fn main() -> Result<()> {
     let _ = beating.await;
     let _ = syncing.await;
     let _ = tokio::time::timeout(Duration::from_secs(5), node_api).await;
+    let _ = housekeeping.await;
     let _ = tokio::time::timeout(Duration::from_secs(10), pods).await;
     info!("stopping: programs detach with the agent; pinned maps keep their state");
     Ok(())
+}
+
+/// Housekeeping over the pods bound to this node (its own pod informer) and the data plane.
+fn housekeeping(config: &Config, client: Client, dataplane: Arc<Dataplane>) -> Arc<Housekeeping> {
+    let informer = Informer::<Pod>::new(
+        client,
+        "pods",
+        "",
+        WatchConfig::default().fields(&format!("spec.nodeName={}", config.node_name)),
+    );
+    let files = HostCgroupFiles;
+    Arc::new(Housekeeping {
+        // The closure owns the informer: the watch lives as long as housekeeping.
+        pods: Box::new(move || informer.store().list()),
+        dataplane: Some(Arc::new(KernelStats {
+            dataplane,
+            pin_path: Some(config.bpffs.clone()),
+        })),
+        files: Arc::new(files),
+        layout: CgroupLayout::detect(&files, std::path::Path::new("/sys/fs/cgroup")),
+        cgroup_parent: config.cgroup_parent(),
+    })
 }
 
 /// Gets this node's credential and registers the node, retrying until the control plane
@@ -251,6 +311,7 @@ async fn connect_containerd(config: &Config) -> Containerd {
 async fn start_pods(
     config: &Config,
     client: Client,
+    metrics: Arc<AgentMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let cidr_text = match &config.pod_cidr {
@@ -280,7 +341,7 @@ async fn start_pods(
     let client_for_routes = client.clone();
     let manager = PodManager::new(
         client,
-        std::sync::Arc::new(runtime),
+        Arc::new(runtime),
         PodManagerConfig {
             node_name: config.node_name.clone(),
             node_ip: config.node_ip,
@@ -291,6 +352,7 @@ async fn start_pods(
             pids_limit: (config.pod_pids_limit > 0).then_some(config.pod_pids_limit),
         },
     )?;
+    manager.report_to(metrics);
     tokio::spawn(skiff_agent::network::routes::run(
         client_for_routes,
         config.node_name.clone(),

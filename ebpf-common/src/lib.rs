@@ -4,9 +4,11 @@
 //! compile-time assertion so that kernel and user space can never disagree on a layout.
 #![no_std]
 
+pub mod cgroup_stats;
 pub mod service;
 pub mod stats;
 
+pub use cgroup_stats::{CgroupNetCounters, CgroupNetKey};
 pub use service::{
     AffinityKey, AffinityValue, Backend, CtKey, CtValue, LbEvent, ServiceKey, ServiceValue,
     SockRevKey, SockRevValue,

@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod cgroup_stats;
 mod lb;
 mod maps;
 mod nat;

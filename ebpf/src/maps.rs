@@ -7,11 +7,11 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use skiff_ebpf_common::{
-    AffinityKey, AffinityValue, Backend, CtKey, CtValue, LbEvent, PacketClass, PacketCounter,
-    ServiceKey, ServiceValue, SockRevKey, SockRevValue,
+    AffinityKey, AffinityValue, Backend, CgroupNetCounters, CgroupNetKey, CtKey, CtValue, LbEvent,
+    PacketClass, PacketCounter, ServiceKey, ServiceValue, SockRevKey, SockRevValue,
 };
 
 /// Frames seen by the uplink XDP program, per packet class and CPU.
@@ -53,6 +53,12 @@ pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
 /// Flows translated by XDP, both directions.
 #[map(name = "CONNTRACK")]
 pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(65536, 0);
+
+/// Packets and bytes per cgroup (the cgroup_skb programs), per CPU. LRU: the counters of
+/// cgroups long gone make room for new ones.
+#[map(name = "CGROUP_NET_STATS")]
+pub static CGROUP_NET_STATS: LruPerCpuHashMap<CgroupNetKey, CgroupNetCounters> =
+    LruPerCpuHashMap::with_max_entries(16384, 0);
 
 /// Load-balancing events per CPU (`LbEvent` is the index).
 #[map(name = "LB_STATS")]

@@ -17,6 +17,7 @@ pub mod packets;
 pub mod pins;
 pub mod pod_node;
 pub mod process;
+pub mod prometheus;
 pub mod registry;
 pub mod wait;
 pub mod workload;

@@ -139,7 +139,7 @@ async fn pods_land_on_the_nodes_their_constraints_allow() {
         ..Default::default()
     };
     // Events are recorded after the condition is written (the recorder batches them).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let events = client.list("events", "default", &params).await.unwrap();
         if events
@@ -154,7 +154,7 @@ async fn pods_land_on_the_nodes_their_constraints_allow() {
             "no FailedScheduling event for huge within 10 s: {:?}",
             events.items
         );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // A node that arrives later lets it schedule (the queue retries on the node event).

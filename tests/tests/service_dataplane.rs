@@ -224,6 +224,8 @@ async fn privileged_agent_syncs_a_cluster_ip_from_the_api_and_a_restart_keeps_fo
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
     let expected = [
+        "cgroup_skb_egress",
+        "cgroup_skb_ingress",
         "sock_connect4",
         "sock_getpeername4",
         "sock_recvmsg4",

@@ -10,17 +10,17 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, MapError, PerCpuArray},
+    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap},
     pin::PinError,
     programs::{
-        CgroupAttachMode, CgroupSockAddr, ProgramError, SchedClassifier, TcAttachType, Xdp,
-        XdpMode,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError,
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
         tc,
         xdp::XdpLink,
     },
 };
-use skiff_ebpf_common::{LbEvent, PacketClass, PacketCounter};
+use skiff_ebpf_common::{CgroupNetCounters, CgroupNetKey, LbEvent, PacketClass, PacketCounter};
 
 /// The eBPF object built from the `ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SKIFF_EBPF_OBJECT"));
@@ -42,6 +42,13 @@ pub const SOCK_PROGRAMS: [&str; 4] = [
     "sock_recvmsg4",
     "sock_getpeername4",
 ];
+/// The per-cgroup traffic counters, attached to the node's cgroup subtree (ingress, egress).
+pub const CGROUP_SKB_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
+    ("cgroup_skb_ingress", CgroupSkbAttachType::Ingress),
+    ("cgroup_skb_egress", CgroupSkbAttachType::Egress),
+];
+/// Cgroup id -> packets and bytes received and sent, per CPU.
+pub const CGROUP_NET_STATS: &str = "CGROUP_NET_STATS";
 /// Service address -> service entry.
 pub const SERVICES: &str = "SERVICES";
 /// Backend id -> backend.
@@ -56,8 +63,17 @@ pub const AFFINITY: &str = "AFFINITY";
 pub const CONNTRACK: &str = "CONNTRACK";
 /// Load-balancing event counters.
 pub const LB_STATS: &str = "LB_STATS";
-/// The maps that hold the data plane's state and are pinned so that they outlive the agent.
-pub const PINNED_MAPS: [&str; 6] = [SERVICES, BACKENDS, MAGLEV, SOCK_REV, AFFINITY, CONNTRACK];
+/// The maps that hold the data plane's state and are pinned so that they outlive the agent
+/// (the traffic counters too, so that they keep counting up across agent restarts).
+pub const PINNED_MAPS: [&str; 7] = [
+    SERVICES,
+    BACKENDS,
+    MAGLEV,
+    SOCK_REV,
+    AFFINITY,
+    CONNTRACK,
+    CGROUP_NET_STATS,
+];
 
 /// Errors from loading, attaching or reading the data plane.
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +265,11 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
+        for (name, _) in CGROUP_SKB_PROGRAMS {
+            skb_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
         for name in [TC_UPLINK_INGRESS, TC_UPLINK_EGRESS] {
             tc_program(&mut ebpf, name)?
                 .load()
@@ -296,6 +317,80 @@ impl Dataplane {
             self.pinned_links.push(pin_replacing(name, &path, link)?);
         }
         Ok(())
+    }
+
+    /// Attaches the traffic counters (cgroup_skb ingress and egress) to the cgroup v2
+    /// directory `cgroup` (the node's subtree, never the root cgroup): every packet a
+    /// socket below it sends or receives is counted under the socket's cgroup, and allowed.
+    /// Links are kept and pinned as in [`Dataplane::attach_socket_lb`].
+    ///
+    /// # Errors
+    /// When the cgroup cannot be opened or a program cannot be attached or pinned.
+    pub fn attach_cgroup_stats(&mut self, cgroup: &Path) -> Result<(), DataplaneError> {
+        let dir = File::open(cgroup).map_err(|source| DataplaneError::OpenCgroup {
+            cgroup: cgroup.to_path_buf(),
+            source,
+        })?;
+        let link_dir = self.link_dir()?;
+        for (name, attach_type) in CGROUP_SKB_PROGRAMS {
+            let program = skb_program(&mut self.ebpf, name)?;
+            let attach_err = |source| DataplaneError::AttachCgroup {
+                name,
+                cgroup: cgroup.to_path_buf(),
+                source,
+            };
+            // A bpf_link, like the socket LB's: other programs on the cgroup stay.
+            let id = program
+                .attach(&dir, attach_type, CgroupAttachMode::Single)
+                .map_err(attach_err)?;
+            let Some(link_dir) = &link_dir else { continue };
+            let path = link_dir.join(name);
+            let link = fd_link(program.take_link(id).map_err(attach_err)?, &path)?;
+            self.pinned_links.push(pin_replacing(name, &path, link)?);
+        }
+        Ok(())
+    }
+
+    /// The traffic counters of every cgroup seen, summed over CPUs, by cgroup id.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn cgroup_net_stats(
+        &self,
+    ) -> Result<std::collections::HashMap<u64, CgroupNetCounters>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(CGROUP_NET_STATS)
+            .ok_or(DataplaneError::MissingMap {
+                name: CGROUP_NET_STATS,
+            })?;
+        let map_err = |source| DataplaneError::Map {
+            name: CGROUP_NET_STATS,
+            source,
+        };
+        let stats =
+            PerCpuHashMap::<_, CgroupNetKey, CgroupNetCounters>::try_from(map).map_err(map_err)?;
+        let mut totals = std::collections::HashMap::new();
+        for entry in stats.iter() {
+            // An entry evicted between the key walk and its lookup is skipped.
+            let Ok((key, per_cpu)) = entry else { continue };
+            let mut total = CgroupNetCounters::default();
+            per_cpu.iter().for_each(|c| total.merge(c));
+            totals.insert(key.cgroup_id, total);
+        }
+        Ok(totals)
+    }
+
+    /// A cgroup_skb program (`cgroup_skb_ingress` or `cgroup_skb_egress`), e.g. to run it
+    /// with `BPF_PROG_TEST_RUN`.
+    ///
+    /// # Errors
+    /// When the object has no such program.
+    pub fn cgroup_skb_program(
+        &mut self,
+        name: &'static str,
+    ) -> Result<&mut CgroupSkb, DataplaneError> {
+        skb_program(&mut self.ebpf, name)
     }
 
     /// Takes a map out of the loaded object, e.g. to hand it to the map writer.
@@ -542,11 +637,82 @@ impl Dataplane {
     }
 }
 
-/// Key and value sizes of each pinned map, as this agent's programs use them.
-fn pinned_layout(name: &str) -> Option<(usize, usize)> {
+/// How full one pinned hash map is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapFill {
+    pub name: &'static str,
+    pub entries: u64,
+    pub max_entries: u32,
+}
+
+/// Entries and capacity of each pinned hash map under `pin_path` (maps not pinned there,
+/// or unreadable, are left out). Walks every key: a few ms per 10k entries.
+pub fn map_fill(pin_path: &Path) -> Vec<MapFill> {
     use skiff_ebpf_common::{
         AffinityKey, AffinityValue, Backend, CtKey, CtValue, ServiceKey, ServiceValue, SockRevKey,
         SockRevValue,
+    };
+    fn count<K: aya::Pod, V: aya::Pod>(path: &Path) -> Result<(u64, u32), MapError> {
+        let data = MapData::from_pin(path)?;
+        let max_entries = data.info()?.max_entries();
+        let map = aya::maps::Map::from_map_data(data)?;
+        let hash = aya::maps::HashMap::<_, K, V>::try_from(map)?;
+        Ok((
+            hash.keys().filter(Result::is_ok).count() as u64,
+            max_entries,
+        ))
+    }
+    fn count_per_cpu<K: aya::Pod, V: aya::Pod>(path: &Path) -> Result<(u64, u32), MapError> {
+        let data = MapData::from_pin(path)?;
+        let max_entries = data.info()?.max_entries();
+        let map = aya::maps::Map::from_map_data(data)?;
+        let hash = PerCpuHashMap::<_, K, V>::try_from(map)?;
+        Ok((
+            hash.keys().filter(Result::is_ok).count() as u64,
+            max_entries,
+        ))
+    }
+    let counted = [
+        (
+            SERVICES,
+            count::<ServiceKey, ServiceValue>(&pin_path.join(SERVICES)),
+        ),
+        (BACKENDS, count::<u32, Backend>(&pin_path.join(BACKENDS))),
+        (
+            SOCK_REV,
+            count::<SockRevKey, SockRevValue>(&pin_path.join(SOCK_REV)),
+        ),
+        (
+            AFFINITY,
+            count::<AffinityKey, AffinityValue>(&pin_path.join(AFFINITY)),
+        ),
+        (
+            CONNTRACK,
+            count::<CtKey, CtValue>(&pin_path.join(CONNTRACK)),
+        ),
+        (
+            CGROUP_NET_STATS,
+            count_per_cpu::<CgroupNetKey, CgroupNetCounters>(&pin_path.join(CGROUP_NET_STATS)),
+        ),
+    ];
+    counted
+        .into_iter()
+        .filter_map(|(name, result)| {
+            let (entries, max_entries) = result.ok()?;
+            Some(MapFill {
+                name,
+                entries,
+                max_entries,
+            })
+        })
+        .collect()
+}
+
+/// Key and value sizes of each pinned map, as this agent's programs use them.
+fn pinned_layout(name: &str) -> Option<(usize, usize)> {
+    use skiff_ebpf_common::{
+        AffinityKey, AffinityValue, Backend, CgroupNetCounters, CgroupNetKey, CtKey, CtValue,
+        ServiceKey, ServiceValue, SockRevKey, SockRevValue,
     };
     Some(match name {
         SERVICES => (size_of::<ServiceKey>(), size_of::<ServiceValue>()),
@@ -555,6 +721,7 @@ fn pinned_layout(name: &str) -> Option<(usize, usize)> {
         SOCK_REV => (size_of::<SockRevKey>(), size_of::<SockRevValue>()),
         AFFINITY => (size_of::<AffinityKey>(), size_of::<AffinityValue>()),
         CONNTRACK => (size_of::<CtKey>(), size_of::<CtValue>()),
+        CGROUP_NET_STATS => (size_of::<CgroupNetKey>(), size_of::<CgroupNetCounters>()),
         _ => return None,
     })
 }
@@ -674,6 +841,18 @@ fn tc_program<'a>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
 ) -> Result<&'a mut SchedClassifier, DataplaneError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram { name })?;
+    program
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
+}
+
+fn skb_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut CgroupSkb, DataplaneError> {
     let program = ebpf
         .program_mut(name)
         .ok_or(DataplaneError::MissingProgram { name })?;

@@ -13,4 +13,6 @@ pub mod maglev;
 pub mod options;
 pub mod services;
 
-pub use loader::{Dataplane, DataplaneError, LoadOptions, MapSizes, UplinkHook, UplinkMode};
+pub use loader::{
+    Dataplane, DataplaneError, LoadOptions, MapFill, MapSizes, UplinkHook, UplinkMode,
+};

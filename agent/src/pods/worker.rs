@@ -118,6 +118,8 @@ pub struct PodManager {
     ipam: Ipam,
     config: PodManagerConfig,
     memory: Mutex<HashMap<String, PodMemory>>,
+    /// Where reconcile durations and failures are reported, once set.
+    metrics: std::sync::OnceLock<Arc<crate::metrics::AgentMetrics>>,
 }
 
 impl std::fmt::Debug for PodManager {
@@ -301,7 +303,13 @@ impl PodManager {
             ipam,
             config,
             memory: Mutex::new(HashMap::new()),
+            metrics: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Reports each reconcile's duration and failures to `metrics` from now on.
+    pub fn report_to(&self, metrics: Arc<crate::metrics::AgentMetrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Watches this node's pods and reconciles them until `shutdown` resolves.
@@ -330,7 +338,14 @@ impl PodManager {
             .run(8, move |key: ObjectKey| {
                 let manager = Arc::clone(&manager);
                 let pod = store.get(&key);
-                async move { manager.reconcile(&key, pod).await }
+                async move {
+                    let started = Instant::now();
+                    let result = manager.reconcile(&key, pod).await;
+                    if let Some(metrics) = manager.metrics.get() {
+                        metrics.observe_pod_reconcile(started.elapsed(), result.is_ok());
+                    }
+                    result
+                }
             })
             .await;
         feeder.abort();
