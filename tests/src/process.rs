@@ -30,12 +30,22 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     })
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, and never handed out before by this
+/// process: the kernel may give a just-released ephemeral port again, so two calls in a
+/// row (an API port, then a metrics port) could otherwise collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral loopback port")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind an ephemeral loopback port")
+            .port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Spawns `command` so that the kernel kills it if the test process dies without running
