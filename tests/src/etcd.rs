@@ -230,6 +230,10 @@ impl EtcdCluster {
             .arg("--initial-cluster-token=skiff-test")
             .arg("--heartbeat-interval=50")
             .arg("--election-timeout=500")
+            // etcd 3.5's default, off in Debian's 3.4: without it a member that rejoins
+            // after a kill campaigns with a higher term and deposes a healthy leader, and
+            // writes in flight fail with "leader changed".
+            .arg("--pre-vote=true")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -255,13 +259,25 @@ impl EtcdCluster {
         }
     }
 
-    /// Starts a killed member `i` again on its data directory.
+    /// Starts a killed member `i` again on its data directory and waits until it serves.
     ///
     /// # Errors
-    /// When it cannot be spawned.
+    /// When it cannot be spawned or is not healthy (rejoined and caught up) within the
+    /// startup deadline.
     pub fn restart(&mut self, i: usize) -> Result<()> {
         self.kill(i);
-        self.spawn(i, "existing")
+        self.spawn(i, "existing")?;
+        let deadline = Instant::now() + STARTUP;
+        while !self.member_healthy(i) {
+            if Instant::now() >= deadline {
+                bail!(
+                    "etcd member {i} was not healthy within {STARTUP:?} of its restart: {}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 
     /// The index of the member that is the raft leader, as a live member reports it.

@@ -138,11 +138,17 @@ async fn losing_the_etcd_leader_during_a_burst_of_500_creates_loses_no_acknowled
         );
     }
     // The killed member comes back and catches up; the API still serves.
-    etcd.restart(leader).unwrap();
-    client
+    tokio::task::block_in_place(|| etcd.restart(leader)).unwrap();
+    if let Err(e) = client
         .create("configmaps", "default", &config_map(999))
         .await
-        .unwrap();
+    {
+        panic!(
+            "a create after member {leader} rejoined failed: {e}\ncontrol log:\n{}\netcd:\n{}",
+            control.log(),
+            etcd.log()
+        );
+    }
 }
 
 fn hollow_node(name: &str) -> Value {
