@@ -4,15 +4,18 @@
 //! keeps every such node's link-layer address resolved, which the uplink XDP program's FIB
 //! lookup needs to forward a NodePort connection to another node's pod.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
+use std::{borrow::Borrow, collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
 use futures::TryStreamExt;
 use rtnetlink::{
     RouteMessageBuilder, new_connection,
     packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol},
 };
-use serde_json::Value;
-use skiff_api::client::{Client, ListParams};
+use skiff_api::{
+    client::Client,
+    k8s_openapi::api::core::v1::Node,
+    runtime::{Config, Informer},
+};
 use tracing::{info, warn};
 
 use super::Cidr;
@@ -37,19 +40,21 @@ pub enum RouteError {
 }
 
 /// The routes wanted: every other node with a pod CIDR and an InternalIP.
-pub fn desired(nodes: &[Value], own: &str) -> BTreeMap<String, Route> {
+pub fn desired(nodes: &[impl Borrow<Node>], own: &str) -> BTreeMap<String, Route> {
     nodes
         .iter()
-        .filter(|n| n.pointer("/metadata/name").and_then(Value::as_str) != Some(own))
+        .map(Borrow::borrow)
+        .filter(|n| n.metadata.name.as_deref() != Some(own))
         .filter_map(|n| {
-            let cidr: Cidr = n.pointer("/spec/podCIDR")?.as_str()?.parse().ok()?;
+            let cidr: Cidr = n.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok()?;
             let ip = n
-                .pointer("/status/addresses")?
-                .as_array()?
+                .status
+                .as_ref()?
+                .addresses
                 .iter()
-                .find(|a| a["type"] == "InternalIP")?
-                .get("address")?
-                .as_str()?
+                .flatten()
+                .find(|a| a.type_ == "InternalIP")?
+                .address
                 .parse()
                 .ok()?;
             Some((cidr.to_string(), (cidr, ip)))
@@ -199,20 +204,29 @@ fn resolve_next_hops(wanted: &BTreeMap<String, Route>) {
     }
 }
 
-/// Keeps the routes to other nodes' pods in step with the Node objects, every few seconds.
+/// How often routes and next hops are checked without a Node change (a route removed by
+/// hand comes back, an ARP entry that failed is asked for again).
+pub const RESYNC: Duration = Duration::from_secs(3);
+
+/// Keeps the routes to other nodes' pods in step with the Node objects: at once when a
+/// Node changes (a node that joins is routed to within milliseconds, not a poll later), and
+/// every [`RESYNC`].
 pub async fn run(client: Client, own: String) {
+    let nodes = Informer::<Node>::new(client, "nodes", "", Config::default());
+    let mut changes = nodes.subscribe();
+    let store = nodes.store();
+    store.wait_until_ready().await;
+    let mut resync = tokio::time::interval(RESYNC);
     loop {
-        match client.list("nodes", "", &ListParams::default()).await {
-            Ok(list) => {
-                let wanted = desired(&list.items, &own);
-                if let Err(error) = sync(&wanted).await {
-                    warn!(error = %error, "syncing routes to other nodes' pods");
-                }
-                resolve_next_hops(&wanted);
-            }
-            Err(error) => warn!(error = %error, "listing nodes for pod routes"),
+        let wanted = desired(&store.list(), &own);
+        if let Err(error) = sync(&wanted).await {
+            warn!(error = %error, "syncing routes to other nodes' pods");
         }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        resolve_next_hops(&wanted);
+        tokio::select! {
+            _ = resync.tick() => {}
+            changed = changes.recv() => if changed.is_none() { return },
+        }
     }
 }
 
@@ -222,10 +236,16 @@ mod tests {
 
     use super::*;
 
-    fn node(name: &str, cidr: &str, ip: &str) -> Value {
-        json!({"metadata": {"name": name}, "spec": {"podCIDR": cidr},
+    fn parse(node: serde_json::Value) -> Node {
+        serde_json::from_value(node).unwrap()
+    }
+
+    fn node(name: &str, cidr: &str, ip: &str) -> Node {
+        parse(
+            json!({"metadata": {"name": name}, "spec": {"podCIDR": cidr},
                "status": {"addresses": [{"type": "Hostname", "address": name},
-                                        {"type": "InternalIP", "address": ip}]}})
+                                        {"type": "InternalIP", "address": ip}]}}),
+        )
     }
 
     #[test]
@@ -233,7 +253,7 @@ mod tests {
         let nodes = [
             node("a", "10.244.1.0/24", "192.168.0.1"),
             node("b", "10.244.2.0/24", "192.168.0.2"),
-            json!({"metadata": {"name": "c"}, "spec": {}}),
+            parse(json!({"metadata": {"name": "c"}, "spec": {}})),
         ];
         let wanted = desired(&nodes, "a");
         assert_eq!(wanted.len(), 1);
