@@ -247,13 +247,17 @@ pub enum LbEvent {
     ReverseTranslated = 4,
     /// XDP translated a packet of a flow it already tracked.
     ConntrackHit = 5,
-    /// A remote backend could not be routed to (no FIB entry); the packet was dropped.
+    /// The FIB had no usable route for a translated packet; the stack got it instead (and
+    /// answers as a router does, with an ICMP error when it cannot forward either).
     NoRoute = 6,
+    /// A translated packet was larger than the next hop's MTU; the stack got it instead
+    /// (it fragments it or sends "fragmentation needed").
+    FragNeeded = 7,
 }
 
 impl LbEvent {
     /// Number of events, the size of `LB_STATS`.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
 
     /// Every event, in index order.
     pub const ALL: [LbEvent; Self::COUNT as usize] = [
@@ -264,6 +268,7 @@ impl LbEvent {
         LbEvent::ReverseTranslated,
         LbEvent::ConntrackHit,
         LbEvent::NoRoute,
+        LbEvent::FragNeeded,
     ];
 
     /// The label used in metrics and CLI output.
@@ -276,6 +281,7 @@ impl LbEvent {
             LbEvent::ReverseTranslated => "reverse_translated",
             LbEvent::ConntrackHit => "conntrack_hit",
             LbEvent::NoRoute => "no_route",
+            LbEvent::FragNeeded => "frag_needed",
         }
     }
 }

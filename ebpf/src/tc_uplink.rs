@@ -145,6 +145,7 @@ struct Tc<'a>(&'a TcContext);
 
 impl Hook for Tc<'_> {
     const RESOLVES_NEIGHBOURS: bool = true;
+    const AGGREGATES: bool = true;
 
     #[inline(always)]
     fn packet(&self) -> Packet {

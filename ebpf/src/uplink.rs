@@ -9,7 +9,10 @@
 //! service without backends refuses at once: TCP with a reset, UDP with ICMP port
 //! unreachable. Everything else is passed untouched.
 
-use aya_ebpf::bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup};
+use aya_ebpf::bindings::{
+    BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+    bpf_fib_lookup,
+};
 use skiff_ebpf_common::{
     Backend, CtKey, CtValue, LbEvent, PacketClass, ServiceKey,
     service::{
@@ -53,6 +56,10 @@ pub enum Verdict {
 pub trait Hook {
     /// Whether `Verdict::RedirectNeigh` can be carried out here.
     const RESOLVES_NEIGHBOURS: bool;
+    /// Whether a packet can be a GRO/GSO aggregate, longer than its header's MTU check
+    /// would allow (a veth passes the sender's GSO skbs whole): the FIB lookup then leaves
+    /// the MTU check to the kernel's, which measures the segments, not the aggregate.
+    const AGGREGATES: bool;
 
     /// The linear packet data as it is now (helpers that change the packet move it).
     fn packet(&self) -> Packet;
@@ -275,7 +282,7 @@ fn rewrite<H: Hook>(
 }
 
 /// Sends a rewritten packet towards its new destination: next-hop MACs from the FIB, back
-/// out of the uplink or out of another interface.
+/// out of the uplink or out of another interface; the stack gets what the FIB cannot route.
 #[inline(always)]
 fn send_out<H: Hook>(hook: &H) -> Verdict {
     let packet = hook.packet();
@@ -289,7 +296,12 @@ fn send_out<H: Hook>(hook: &H) -> Verdict {
     unsafe {
         params.family = AF_INET;
         params.l4_protocol = (*ip).protocol;
-        params.__bindgen_anon_1.tot_len = u16::from_be_bytes((*ip).tot_len);
+        // Zero: the kernel checks the skb against the egress MTU, segment by segment.
+        params.__bindgen_anon_1.tot_len = if H::AGGREGATES {
+            0
+        } else {
+            u16::from_be_bytes((*ip).tot_len)
+        };
         params.ifindex = ingress;
         params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes((*ip).saddr);
         params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes((*ip).daddr);
@@ -298,9 +310,16 @@ fn send_out<H: Hook>(hook: &H) -> Verdict {
     if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) && H::RESOLVES_NEIGHBOURS {
         return Verdict::RedirectNeigh(params.ifindex);
     }
+    if rc == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+        // Already translated: the stack fragments it or tells the sender the path MTU.
+        count_lb(LbEvent::FragNeeded);
+        return Verdict::Pass;
+    }
     if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        // No usable route from here (or a local destination): the stack routes the
+        // translated packet, or answers with an ICMP error as a router does.
         count_lb(LbEvent::NoRoute);
-        return Verdict::Drop;
+        return Verdict::Pass;
     }
     if hook.store(0, &params.dmac).is_none() || hook.store(6, &params.smac).is_none() {
         return Verdict::Drop;

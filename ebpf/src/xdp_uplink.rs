@@ -45,6 +45,7 @@ impl Xdp<'_> {
 
 impl Hook for Xdp<'_> {
     const RESOLVES_NEIGHBOURS: bool = false;
+    const AGGREGATES: bool = false;
 
     #[inline(always)]
     fn packet(&self) -> Packet {

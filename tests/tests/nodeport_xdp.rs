@@ -666,14 +666,21 @@ fn privileged_nodeport_xdp_snats_flows_to_a_remote_backend_and_reverses_their_re
         (NODE, 30082, CLIENT, 42000)
     );
 
-    // Without a route (the test's own namespace has none to this pod), nothing is sent.
+    // Without a route (the test's own namespace has none to this pod), the translated
+    // packet goes to the stack, which answers as a router does, and is counted.
     let lost = tcp_frame(CLIENT, 42001, NODE, 30082, packets::TCP_SYN);
     let empty = Netns::new("skx").unwrap();
     empty
         .exec(&["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])
         .unwrap();
-    let (verdict, _) = empty.run(|| xdp(&mut plane, &lost)).unwrap();
-    assert_eq!(verdict, XDP_DROP);
+    let (verdict, out) = empty.run(|| xdp(&mut plane, &lost)).unwrap();
+    assert_eq!(verdict, XDP_PASS);
+    let passed = inspect(&out);
+    assert_eq!(
+        (passed.src, passed.dst, passed.dport),
+        (NODE, REMOTE_POD, 8080),
+        "the stack gets the translated packet"
+    );
     assert_eq!(stat(&plane, LbEvent::NoRoute), 1);
 }
 
