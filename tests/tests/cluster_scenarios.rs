@@ -138,6 +138,51 @@ fn probe_from_outside(
         .unwrap()
 }
 
+/// Waits until `node_port` answers from outside through every node: each agent has put
+/// the service in its maps.
+async fn node_port_answers_through_every_node(cluster: &Cluster, node_port: u16) {
+    for node in &cluster.nodes {
+        let address = SocketAddr::from((node.ip, node_port));
+        eventually(
+            &format!("the NodePort to answer through {}", node.name),
+            Duration::from_secs(30),
+            || async {
+                cluster
+                    .in_client(|| http_get(address, Duration::from_secs(1)))
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The service's EndpointSlices' endpoints with `ready` true.
+async fn ready_endpoints(
+    client: &Client,
+    namespace: &str,
+    service: &str,
+) -> Result<Vec<Value>, String> {
+    let list = client
+        .list(
+            "endpointslices",
+            namespace,
+            &skiff_api::client::ListParams {
+                label_selector: format!("kubernetes.io/service-name={service}"),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .items
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] == true)
+        .collect())
+}
+
 fn spread() -> Value {
     json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
         "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]})
@@ -195,21 +240,7 @@ async fn privileged_six_spread_replicas_are_reached_through_cluster_ip_from_ever
     .unwrap();
 
     // Every node's data plane has the NodePort before anything is measured.
-    for node in &cluster.nodes {
-        let address = SocketAddr::from((node.ip, node_port));
-        eventually(
-            &format!("the NodePort to answer through {}", node.name),
-            Duration::from_secs(30),
-            || async {
-                cluster
-                    .in_client(|| http_get(address, Duration::from_secs(1)))
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
-            },
-        )
-        .await
-        .unwrap();
-    }
+    node_port_answers_through_every_node(&cluster, node_port).await;
     let seen = probe_from_every_node(&cluster, &client, "shop", "cip", &cluster_ip, 60).await;
     for (node, answers) in &seen {
         let reached: BTreeSet<String> = answers.keys().cloned().collect();
@@ -643,9 +674,6 @@ async fn privileged_restarting_an_agent_under_load_drops_no_established_connecti
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug, fails in about half the runs: some agents briefly apply no active backend \
-            for the NodePort during the rollout (uplink `no backend` rises by 15-330 per node) \
-            while the slices list 2-3 ready endpoints; see docs/testing.md"]
 async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails_no_request() {
     let cluster = start().await;
     let client = cluster.client().unwrap();
@@ -675,6 +703,14 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
         u16::try_from(service["spec"]["ports"][0]["nodePort"].as_i64().unwrap()).unwrap();
     let before = ready_pods(&client, "shop", "app=web", 3).await;
     let old: BTreeSet<String> = before.iter().map(name).collect();
+    // The starting point: the slices list all three, and every node serves the NodePort.
+    eventually("the slices to list 3 ready endpoints", PODS, || async {
+        let ready = ready_endpoints(&client, "shop", "web").await?;
+        (ready.len() == 3).then_some(()).ok_or(format!("{ready:?}"))
+    })
+    .await
+    .unwrap();
+    node_port_answers_through_every_node(&cluster, node_port).await;
 
     // Steady load from outside through every node, one request at a time per node.
     let stop = Arc::new(AtomicBool::new(false));
@@ -705,7 +741,7 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
     let slices_seen = {
         let (client, stop) = (client.clone(), stop.clone());
         tokio::spawn(async move {
-            let (mut fewest, mut names) = (usize::MAX, BTreeSet::new());
+            let (mut fewest, mut names, mut at_fewest) = (usize::MAX, BTreeSet::new(), Value::Null);
             while !stop.load(Ordering::SeqCst) {
                 if let Ok(list) = client
                     .list(
@@ -724,12 +760,20 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
                         .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
                         .filter(|e| e["conditions"]["ready"] == true)
                         .count();
-                    fewest = fewest.min(ready);
+                    if ready < fewest {
+                        fewest = ready;
+                        at_fewest = json!(
+                            list.items
+                                .iter()
+                                .map(|s| &s["endpoints"])
+                                .collect::<Vec<_>>()
+                        );
+                    }
                     names.extend(list.items.iter().map(name));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            (fewest, names)
+            (fewest, names, at_fewest)
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -763,7 +807,7 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
     stop.store(true, Ordering::SeqCst);
     load.join().unwrap();
     let results = results.lock().unwrap().clone();
-    let (fewest_ready, slice_names) = slices_seen.await.unwrap();
+    let (fewest_ready, slice_names, at_fewest) = slices_seen.await.unwrap();
     eprintln!(
         "requests through the NodePort of every node: {results:?}, {during_update} of them while pods were replaced; \
          endpoint slices {slice_names:?} never had fewer than {fewest_ready} ready endpoints"
@@ -771,14 +815,16 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
     for node in &cluster.nodes {
         eprintln!(
             "{} uplink LB counters [translated, no backend, affinity, stale backend, reverse, \
-             conntrack hit, no route]: {:?}",
+             conntrack hit, no route, frag needed]: {:?}",
             node.name,
             node.lb_stats()
         );
     }
     assert!(
         fewest_ready >= 3,
-        "with maxUnavailable 0 the slices always list 3 ready endpoints: {fewest_ready}"
+        "with maxUnavailable 0 the slices always list 3 ready endpoints: {fewest_ready} in \
+         {at_fewest}; pods now: {}",
+        summary(&pods(&client, "shop", "app=web").await.unwrap_or_default())
     );
     assert!(
         during_update >= 10,
