@@ -3,6 +3,7 @@
 
 mod api;
 mod dataplane;
+mod metrics;
 mod pod_startup;
 mod report;
 mod scheduler;
@@ -32,6 +33,10 @@ enum Benchmark {
     Api,
     /// The eBPF data plane against its peers.
     Dataplane,
+    /// Container metrics with 100 containers on one node: the agent's CPU time per
+    /// housekeeping pass, /metrics scrape latency, and the cgroup_skb program's per-packet
+    /// cost (BPF_PROG_TEST_RUN).
+    Metrics,
     /// Pod start-up on one node: create-to-Running latency of 30 pods and the agent's
     /// memory, with real containers.
     PodStartup,
@@ -51,6 +56,7 @@ async fn main() -> Result<()> {
     match cli.name {
         Benchmark::Api => api::run(&mut report).await?,
         Benchmark::Dataplane => dataplane::run(&mut report)?,
+        Benchmark::Metrics => metrics::run(&mut report).await?,
         Benchmark::PodStartup => pod_startup::run(&mut report).await?,
         Benchmark::Scheduler => scheduler::run(&mut report).await?,
     }

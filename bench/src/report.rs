@@ -46,8 +46,22 @@ impl Report {
                 .or_default()
                 .push(row);
         }
+        // Columns as wide as their longest entry.
+        let width = |f: fn(&Row) -> &str, title: &str| {
+            self.rows
+                .iter()
+                .map(|r| f(r).len())
+                .chain([title.len()])
+                .max()
+                .unwrap_or_default()
+        };
+        let (cw, mw, sw) = (
+            width(|r| &r.case, "case"),
+            width(|r| &r.metric, "metric"),
+            width(|r| &r.system, "system"),
+        );
         println!(
-            "{:<46} {:<16} {:<12} {:>14} {:<10} {:>12}",
+            "{:<cw$} {:<mw$} {:<sw$} {:>14} {:<10} {:>12}",
             "case", "metric", "system", "value", "unit", "skiff/peer"
         );
         for ((case, metric), rows) in grouped {
@@ -60,7 +74,7 @@ impl Report {
                     _ => String::new(),
                 };
                 println!(
-                    "{case:<46} {metric:<16} {:<12} {:>14.1} {:<10} {ratio:>12}",
+                    "{case:<cw$} {metric:<mw$} {:<sw$} {:>14.1} {:<10} {ratio:>12}",
                     row.system, row.value, row.unit
                 );
             }
