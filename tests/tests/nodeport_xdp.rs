@@ -4,7 +4,12 @@
 //! reverse NAT, SNAT to the node for a remote backend, IP options, fragments, truncated
 //! frames), and on real connections between namespaces at either hook.
 
-use std::{collections::BTreeMap, collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::{Read, Write},
+    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    time::Duration,
+};
 
 use aya::programs::{TestRun, TestRunOptions};
 use skiff_agent::dataplane::{
@@ -883,14 +888,21 @@ fn reaches_a_pod_on_another_node(hook: UplinkHook) {
         .exec(&["ip", "addr", "add", "10.244.20.5/32", "dev", "lo"])
         .unwrap();
     let _servers = NameServers::start(&node_b, &[REMOTE_POD], 8080, 5353).unwrap();
-    // XDP rewrites checksums incrementally, which needs complete ones, as frames from a
-    // real network have; veths would hand over partial (offloaded) ones.
-    for ns in [&client, &node_b] {
-        ns.run(|| disable_tx_checksum_offload("eth0"))
-            .unwrap()
-            .unwrap();
-    }
+    let bulk = node_b
+        .run(|| TcpListener::bind((REMOTE_POD, 8081)))
+        .unwrap()
+        .unwrap();
+    let echo = std::thread::spawn(move || echo_one_connection(&bulk));
     if hook == UplinkHook::Xdp {
+        // XDP rewrites checksums incrementally, which needs complete ones, as frames from a
+        // real network have; veths would hand over partial (offloaded) ones. At TC the
+        // offloads stay on: the kernel's helpers keep partial checksums right, and the
+        // senders' GSO aggregates cross the veths whole.
+        for ns in [&client, &node_b] {
+            ns.run(|| disable_tx_checksum_offload("eth0"))
+                .unwrap()
+                .unwrap();
+        }
         // XDP forwards only to resolved neighbours (bpf_fib_lookup gives no ARP); nodes that
         // talk to each other have them. Resolve node B's once, as that traffic would. TC
         // has the kernel resolve it (bpf_redirect_neigh): no help there.
@@ -927,10 +939,16 @@ fn reaches_a_pod_on_another_node(hook: UplinkHook) {
         .unwrap();
     let mut maps = KernelLbMaps::take(&mut dataplane, 251).unwrap();
     let mut sync = ServiceSync::adopt(&maps, Maglev::new(251, 9).unwrap()).unwrap();
-    let desired: BTreeMap<_, _> = [(
-        ServiceKey::new(node_ip.octets(), 30082, PROTO_TCP),
-        external(vec![Backend::new(REMOTE_POD.octets(), 8080, PROTO_TCP, 0)]),
-    )]
+    let desired: BTreeMap<_, _> = [
+        (
+            ServiceKey::new(node_ip.octets(), 30082, PROTO_TCP),
+            external(vec![Backend::new(REMOTE_POD.octets(), 8080, PROTO_TCP, 0)]),
+        ),
+        (
+            ServiceKey::new(node_ip.octets(), 30083, PROTO_TCP),
+            external(vec![Backend::new(REMOTE_POD.octets(), 8081, PROTO_TCP, 0)]),
+        ),
+    ]
     .into_iter()
     .collect();
     let (_, errors) = sync.apply(&mut maps, &desired);
@@ -954,6 +972,82 @@ fn reaches_a_pod_on_another_node(hook: UplinkHook) {
             .exec(&["grep", "-A1", "Tcp:", "/proc/net/snmp"])
             .unwrap_or_default(),
     );
+
+    // Bulk both ways through the NodePort: full-sized segments (and at TC, aggregates of
+    // them) are forwarded and reverse-translated, none too big for the path.
+    let sent = BULK;
+    let echoed = client
+        .run(|| echo_through((node_ip, 30083).into(), sent))
+        .unwrap();
+    let stats: HashMap<_, _> = dataplane.lb_stats().unwrap().into_iter().collect();
+    assert_eq!(
+        echoed.as_ref().ok(),
+        Some(&sent),
+        "{sent} bytes echoed through the NodePort, attached {mode:?}: {echoed:?}; counters {stats:?}"
+    );
+    assert_eq!(
+        echo.join().unwrap().ok(),
+        Some(sent),
+        "the pod got every byte"
+    );
+    assert_eq!(
+        stats.get(&LbEvent::FragNeeded).copied().unwrap_or(0),
+        0,
+        "{stats:?}"
+    );
+}
+
+/// Bytes sent each way by the bulk check.
+const BULK: usize = 8 << 20;
+
+/// Accepts one connection and writes back everything it reads until the peer shuts down
+/// its side; the byte count.
+fn echo_one_connection(listener: &TcpListener) -> std::io::Result<usize> {
+    let (mut stream, _) = listener.accept()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut buf = vec![0; 1 << 16];
+    let mut total = 0;
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        stream.write_all(&buf[..n])?;
+        total += n;
+    }
+}
+
+/// Sends `len` bytes to `target` (a writer thread) while reading the echo; the byte count
+/// of the echo once the server closes.
+fn echo_through(target: SocketAddr, len: usize) -> std::io::Result<usize> {
+    let stream = TcpStream::connect_timeout(&target, Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut writer = stream.try_clone()?;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let chunk = vec![0x5a; 1 << 16];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            writer.write_all(&chunk[..n])?;
+            left -= n;
+        }
+        writer.shutdown(Shutdown::Write)
+    });
+    let mut reader = stream;
+    let mut buf = vec![0; 1 << 16];
+    let mut total = 0;
+    loop {
+        match reader.read(&mut buf)? {
+            0 => break,
+            n => total += n,
+        }
+    }
+    sender
+        .join()
+        .map_err(|_| std::io::Error::other("the sender panicked"))??;
+    Ok(total)
 }
 
 /// A data plane as an agent runs it: maps and links pinned under `pins`, services written.
