@@ -26,7 +26,7 @@ use skiff_ebpf_common::{
 };
 use skiff_tests::cgroup::{TestCgroup, UNIFIED, require_cgroup2};
 
-use crate::report::{Report, SKIFF};
+use crate::report::{Report, SKIFF, median};
 use loadgen::{Mode, Outcome, Spec};
 use services::{SERVICE_PORT, Service};
 use topology::{EchoServer, NODE_IP, Topology};
@@ -35,8 +35,10 @@ use topology::{EchoServer, NODE_IP, Topology};
 const COUNTS: [usize; 3] = [1, 1_000, 10_000];
 /// Client threads of the load generator.
 const THREADS: usize = 4;
-/// How long each load case runs.
+/// How long each load case runs, per round.
 const CASE_MS: u64 = 2_000;
+/// Rounds of every load case; the median is reported.
+const ROUNDS: usize = 5;
 /// Services a load spreads its connections over (evenly over the set).
 const TARGETS: usize = 64;
 /// Maglev table size for the bench's services (two endpoints each).
@@ -72,21 +74,13 @@ pub fn run(report: &mut Report) -> Result<()> {
     prog_test_run::run(report)?;
     for count in COUNTS {
         let set = services::services(count);
-        for system in [
-            System::Direct,
-            System::Iptables,
-            System::Nftables,
-            System::Skiff,
-        ] {
-            let started = Instant::now();
-            measure_load(report, system, &set, restore)
-                .with_context(|| format!("{} at {count} services", system.name()))?;
-            eprintln!(
-                "measured {} at {count} services in {:.1?}",
-                system.name(),
-                started.elapsed()
-            );
-        }
+        let started = Instant::now();
+        measure_loads(report, &set, restore)
+            .with_context(|| format!("the load cases at {count} services"))?;
+        eprintln!(
+            "measured the load cases at {count} services in {:.1?}",
+            started.elapsed()
+        );
     }
     let others = *COUNTS.last().expect("counts");
     for system in [
@@ -138,22 +132,64 @@ impl Programmed {
     }
 }
 
-fn add_load_rows(report: &mut Report, case: &str, system: System, rate: &str, outcome: &Outcome) {
-    let name = system.name();
-    report.add(case, name, rate, outcome.per_second(), "1/s");
-    report.add(case, name, "p50_latency", outcome.p50_us, "us");
-    report.add(case, name, "p99_latency", outcome.p99_us, "us");
-    if outcome.errors > 0 {
-        eprintln!(
-            "warning: {case}, {name}: {} of {} requests failed",
-            outcome.errors,
-            outcome.errors + outcome.requests
-        );
+/// The systems every load case runs on.
+const LOAD_SYSTEMS: [System; 4] = [
+    System::Direct,
+    System::Iptables,
+    System::Nftables,
+    System::Skiff,
+];
+
+/// Every load case on every system, `ROUNDS` times, the systems' order rotating each round
+/// (all four programmed side by side), so that a burst of noise on the shared machine
+/// lands on one round of one system, and the median of the rounds is reported.
+fn measure_loads(report: &mut Report, set: &[Service], restore: &str) -> Result<()> {
+    let programmed: Vec<(System, Programmed)> = LOAD_SYSTEMS
+        .iter()
+        .map(|&system| {
+            Programmed::new(system, set, set.len(), restore)
+                .with_context(|| format!("programming {}", system.name()))
+                .map(|p| (system, p))
+        })
+        .collect::<Result<_>>()?;
+    let mut samples: BTreeMap<(String, &'static str, &'static str), Vec<Outcome>> = BTreeMap::new();
+    for round in 0..ROUNDS {
+        for k in 0..programmed.len() {
+            let (system, programmed) = &programmed[(round + k) % programmed.len()];
+            for (case, rate, outcome) in load_cases(programmed, *system, set)
+                .with_context(|| format!("{} in round {round}", system.name()))?
+            {
+                samples
+                    .entry((case, system.name(), rate))
+                    .or_default()
+                    .push(outcome);
+            }
+        }
     }
+    for ((case, system, rate), outcomes) in samples {
+        let pick = |f: fn(&Outcome) -> f64| median(outcomes.iter().map(f).collect());
+        report.add(&case, system, rate, pick(Outcome::per_second), "1/s");
+        report.add(&case, system, "p50_latency", pick(|o| o.p50_us), "us");
+        report.add(&case, system, "p99_latency", pick(|o| o.p99_us), "us");
+        let (errors, requests) = outcomes
+            .iter()
+            .fold((0, 0), |(e, r), o| (e + o.errors, r + o.requests));
+        if errors > 0 {
+            eprintln!(
+                "warning: {case}, {system}: {errors} of {} requests failed",
+                errors + requests
+            );
+        }
+    }
+    Ok(())
 }
 
-fn measure_load(report: &mut Report, system: System, set: &[Service], restore: &str) -> Result<()> {
-    let programmed = Programmed::new(system, set, set.len(), restore)?;
+/// One round of the load cases on `system`: (case, rate metric, outcome) each.
+fn load_cases(
+    programmed: &Programmed,
+    system: System,
+    set: &[Service],
+) -> Result<Vec<(String, &'static str, Outcome)>> {
     let picked = services::sample(set, TARGETS);
     let count = set.len();
     let (cluster, nodeport): (Vec<SocketAddrV4>, Vec<SocketAddrV4>) = if system == System::Direct {
@@ -174,6 +210,7 @@ fn measure_load(report: &mut Report, system: System, set: &[Service], restore: &
         threads: THREADS,
         duration_ms: CASE_MS,
     };
+    let mut out = Vec::new();
     // ClusterIP from a process on the node (in the node's cgroup for Skiff's socket LB).
     for (mode, label) in [
         (Mode::Persistent, "clusterip persistent"),
@@ -184,18 +221,20 @@ fn measure_load(report: &mut Report, system: System, set: &[Service], restore: &
             programmed.cgroup(),
             &spec(mode, &cluster),
         )?;
-        let case = format!("{label}, {count} svc");
-        add_load_rows(report, &case, system, "requests_per_s", &outcome);
+        out.push((format!("{label}, {count} svc"), "requests_per_s", outcome));
     }
-    // NodePort from outside the node (the client netns): XDP for Skiff.
+    // NodePort from outside the node (the client netns): the uplink program for Skiff.
     let outcome = loadgen::run(
         &programmed.topo.client,
         None,
         &spec(Mode::PerRequest, &nodeport),
     )?;
-    let case = format!("nodeport new conn/request, {count} svc");
-    add_load_rows(report, &case, system, "connections_per_s", &outcome);
-    Ok(())
+    out.push((
+        format!("nodeport new conn/request, {count} svc"),
+        "connections_per_s",
+        outcome,
+    ));
+    Ok(out)
 }
 
 /// Creates service `others` while services `0..others` exist, and measures the time from
