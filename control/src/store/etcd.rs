@@ -107,6 +107,43 @@ impl EtcdStore {
     /// Runs a read (safe to repeat) within the request timeout, trying again while the
     /// member it reached is unavailable (killed, or cut off from the quorum): the client
     /// balances over every endpoint, so a retry reaches a live member.
+    /// Runs a conditional write within the request timeout, trying again while the member
+    /// it reached is unavailable. A failed attempt may still have landed (its answer was
+    /// lost), so the caller checks a later attempt's failed compare against `ours`
+    /// ([`landed`]): `true` in the answer when some attempt before the last failed.
+    async fn write(
+        &self,
+        operation: &'static str,
+        txn: impl Fn() -> etcd_client::Txn,
+    ) -> Result<(etcd_client::TxnResponse, bool), StoreError> {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut delay = Duration::from_millis(50);
+        let mut retried = false;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let mut kv = self.client.kv_client();
+            let answer = tokio::time::timeout(left, kv.txn(txn()))
+                .await
+                .map_err(|_| StoreError::Timeout {
+                    operation,
+                    after: self.request_timeout,
+                })?;
+            match answer {
+                Ok(resp) => return Ok((resp, retried)),
+                Err(e) if is_unavailable(&e) && tokio::time::Instant::now() + delay < deadline => {
+                    tracing::warn!(operation, error = %e, retry_in = ?delay, "etcd unavailable for a write; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                    retried = true;
+                }
+                Err(e) if is_lease_not_found(&e) => {
+                    return Err(StoreError::LeaseNotFound { lease: LeaseId(0) });
+                }
+                Err(e) => return Err(StoreError::backend(operation, e)),
+            }
+        }
+    }
+
     async fn read<T, F, Fut>(
         &self,
         operation: &'static str,
@@ -276,6 +313,12 @@ fn header_revision(
 }
 
 /// The key a failed compare-and-swap found, from the `get` in its else branch.
+/// Whether the key's current state is the value a retried write sent: an earlier attempt,
+/// whose answer was lost, landed.
+fn landed(current: &KeyValue, ours: &Bytes) -> bool {
+    current.value == *ours
+}
+
 fn found_by_else_branch(
     operation: &'static str,
     responses: &[TxnOpResponse],
@@ -434,24 +477,31 @@ impl Store for EtcdStore {
         if let Some(lease) = lease {
             put = put.with_lease(lease.0);
         }
-        let txn = etcd_client::Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value.to_vec(), Some(put))]);
-        let mut kv = self.client.kv_client();
-        let resp = match self.call("create", kv.txn(txn)).await? {
-            Ok(resp) => resp,
-            Err(e) if is_lease_not_found(&e) => {
-                let lease = lease.unwrap_or(LeaseId(0));
-                return Err(StoreError::LeaseNotFound { lease });
-            }
-            Err(e) => return Err(StoreError::backend("create", e)),
+        let txn = || {
+            etcd_client::Txn::new()
+                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, value.to_vec(), Some(put.clone()))])
+                .or_else([TxnOp::get(key, None)])
         };
-        if !resp.succeeded() {
-            return Err(StoreError::AlreadyExists {
-                key: key.to_owned(),
-            });
+        let (resp, retried) = match self.write("create", txn).await {
+            Err(StoreError::LeaseNotFound { .. }) => {
+                return Err(StoreError::LeaseNotFound {
+                    lease: lease.unwrap_or(LeaseId(0)),
+                });
+            }
+            other => other?,
+        };
+        if resp.succeeded() {
+            return header_revision("create", resp.header());
         }
-        header_revision("create", resp.header())
+        match found_by_else_branch("create", &resp.op_responses())? {
+            // An attempt whose answer was lost wrote it: the object carries a fresh uid,
+            // so equal bytes are this create's.
+            Some(current) if retried && landed(&current, &value) => Ok(current.mod_revision),
+            _ => Err(StoreError::AlreadyExists {
+                key: key.to_owned(),
+            }),
+        }
     }
 
     async fn update(
@@ -465,19 +515,17 @@ impl Store for EtcdStore {
             Some(expected) => Compare::mod_revision(key, CompareOp::Equal, expected),
             None => Compare::create_revision(key, CompareOp::Greater, 0),
         };
-        let txn = etcd_client::Txn::new()
-            .when([compare])
-            .and_then([TxnOp::put(
-                key,
-                value.to_vec(),
-                Some(PutOptions::new().with_ignore_lease()),
-            )])
-            .or_else([TxnOp::get(key, None)]);
-        let mut kv = self.client.kv_client();
-        let resp = self
-            .call("update", kv.txn(txn))
-            .await?
-            .map_err(|e| StoreError::backend("update", e))?;
+        let txn = || {
+            etcd_client::Txn::new()
+                .when([compare.clone()])
+                .and_then([TxnOp::put(
+                    key,
+                    value.to_vec(),
+                    Some(PutOptions::new().with_ignore_lease()),
+                )])
+                .or_else([TxnOp::get(key, None)])
+        };
+        let (resp, retried) = self.write("update", txn).await?;
         if resp.succeeded() {
             return header_revision("update", resp.header());
         }
@@ -485,6 +533,9 @@ impl Store for EtcdStore {
             found_by_else_branch("update", &resp.op_responses())?,
             expected_mod_revision,
         ) {
+            // An attempt whose answer was lost wrote it (the object's new state is exactly
+            // ours, so the update took effect either way).
+            (Some(current), _) if retried && landed(&current, &value) => Ok(current.mod_revision),
             (Some(current), Some(expected)) => Err(StoreError::Conflict {
                 key: key.to_owned(),
                 expected,
