@@ -104,57 +104,22 @@ impl EtcdStore {
             })
     }
 
-    /// Runs a read (safe to repeat) within the request timeout, trying again while the
-    /// member it reached is unavailable (killed, or cut off from the quorum): the client
-    /// balances over every endpoint, so a retry reaches a live member.
-    /// Runs a conditional write within the request timeout, trying again while the member
-    /// it reached is unavailable. A failed attempt may still have landed (its answer was
-    /// lost), so the caller checks a later attempt's failed compare against `ours`
-    /// ([`landed`]): `true` in the answer when some attempt before the last failed.
-    async fn write(
-        &self,
-        operation: &'static str,
-        txn: impl Fn() -> etcd_client::Txn,
-    ) -> Result<(etcd_client::TxnResponse, bool), StoreError> {
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let mut delay = Duration::from_millis(50);
-        let mut retried = false;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let mut kv = self.client.kv_client();
-            let answer = tokio::time::timeout(left, kv.txn(txn()))
-                .await
-                .map_err(|_| StoreError::Timeout {
-                    operation,
-                    after: self.request_timeout,
-                })?;
-            match answer {
-                Ok(resp) => return Ok((resp, retried)),
-                Err(e) if is_unavailable(&e) && tokio::time::Instant::now() + delay < deadline => {
-                    tracing::warn!(operation, error = %e, retry_in = ?delay, "etcd unavailable for a write; trying again");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                    retried = true;
-                }
-                Err(e) if is_lease_not_found(&e) => {
-                    return Err(StoreError::LeaseNotFound { lease: LeaseId(0) });
-                }
-                Err(e) => return Err(StoreError::backend(operation, e)),
-            }
-        }
-    }
-
-    async fn read<T, F, Fut>(
+    /// Runs `request` within the request timeout, trying again while the member it reached
+    /// is unavailable (killed, or cut off from the quorum): the client balances over every
+    /// endpoint, so a retry reaches a live member. `true` beside the answer when an attempt
+    /// before it failed.
+    async fn retrying<T, F, Fut>(
         &self,
         operation: &'static str,
         mut request: F,
-    ) -> Result<Result<T, etcd_client::Error>, StoreError>
+    ) -> Result<(Result<T, etcd_client::Error>, bool), StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut delay = Duration::from_millis(50);
+        let mut retried = false;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let answer =
@@ -169,9 +134,46 @@ impl EtcdStore {
                     tracing::debug!(operation, error = %e, retry_in = ?delay, "etcd unavailable");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
+                    retried = true;
                 }
-                other => return Ok(other),
+                other => return Ok((other, retried)),
             }
+        }
+    }
+
+    /// Runs a read (safe to repeat), trying again while the member it reached is unavailable.
+    async fn read<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        request: F,
+    ) -> Result<Result<T, etcd_client::Error>, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        Ok(self.retrying(operation, request).await?.0)
+    }
+
+    /// Runs a conditional write, trying again while the member it reached is unavailable.
+    /// A failed attempt may still have landed (its answer was lost), so when the answer says
+    /// it was retried (`true`) the caller checks a failed compare with [`landed`].
+    async fn write(
+        &self,
+        operation: &'static str,
+        txn: impl Fn() -> etcd_client::Txn,
+    ) -> Result<(etcd_client::TxnResponse, bool), StoreError> {
+        let (answer, retried) = self
+            .retrying(operation, || {
+                let (mut kv, txn) = (self.client.kv_client(), txn());
+                async move { kv.txn(txn).await }
+            })
+            .await?;
+        match answer {
+            Ok(resp) => Ok((resp, retried)),
+            Err(e) if is_lease_not_found(&e) => {
+                Err(StoreError::LeaseNotFound { lease: LeaseId(0) })
+            }
+            Err(e) => Err(StoreError::backend(operation, e)),
         }
     }
 
