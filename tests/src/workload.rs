@@ -10,7 +10,69 @@ use std::{
 use serde_json::{Value, json};
 use skiff_api::client::{Client, ListParams};
 
-use crate::pod_node::IMAGE;
+use crate::{
+    cluster::{Cluster, ClusterConfig},
+    pod_node::IMAGE,
+    wait::eventually,
+};
+
+/// Every wait for pods to start, move or go is bounded by this.
+pub const POD_WAIT: Duration = Duration::from_secs(90);
+
+/// Starts a whole cluster (off the async runtime's threads); panics with the reason when
+/// it cannot.
+pub async fn start_cluster(config: ClusterConfig) -> Cluster {
+    tokio::task::spawn_blocking(move || Cluster::start(config))
+        .await
+        .expect("the cluster start task")
+        .unwrap_or_else(|e| panic!("the cluster starts: {e:#}"))
+}
+
+/// Creates `object`; panics with what failed.
+pub async fn create(client: &Client, resource: &str, namespace: &str, object: &Value) -> Value {
+    client
+        .create(resource, namespace, object)
+        .await
+        .unwrap_or_else(|e| panic!("creating {resource} in {namespace:?}: {e}"))
+}
+
+/// Waits until exactly `count` pods match `selector`, none terminating, all Ready.
+pub async fn ready_pods(client: &Client, ns: &str, selector: &str, count: usize) -> Vec<Value> {
+    eventually(
+        &format!("{count} ready pods {selector} in {ns}"),
+        POD_WAIT,
+        || async {
+            let pods = pods(client, ns, selector).await?;
+            if pods.len() == count && pods.iter().all(|p| is_ready(p) && !is_terminating(p)) {
+                Ok(pods)
+            } else {
+                Err(summary(&pods))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Every endpoint (ready or not) of the Service's EndpointSlices.
+pub async fn endpoints(client: &Client, ns: &str, service: &str) -> Result<Vec<Value>, String> {
+    let slices = client
+        .list(
+            "endpointslices",
+            ns,
+            &ListParams {
+                label_selector: format!("kubernetes.io/service-name={service}"),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .items;
+    Ok(slices
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .collect())
+}
 
 /// The container port every web pod serves on.
 pub const WEB_PORT: u16 = 8080;

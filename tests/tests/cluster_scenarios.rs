@@ -21,44 +21,10 @@ use skiff_tests::{
     pod_node::IMAGE,
     wait::eventually,
     workload::{
-        self, http_get, is_ready, is_terminating, name, namespace, node_of, pods, summary,
-        web_deployment,
+        self, POD_WAIT, create, endpoints, http_get, is_ready, is_terminating, name, namespace,
+        node_of, pods, ready_pods, start_cluster, summary, web_deployment,
     },
 };
-
-const PODS: Duration = Duration::from_secs(90);
-
-async fn start() -> Cluster {
-    tokio::task::spawn_blocking(|| Cluster::start(ClusterConfig::default()))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("the cluster starts: {e:#}"))
-}
-
-async fn create(client: &Client, resource: &str, namespace: &str, object: &Value) -> Value {
-    client
-        .create(resource, namespace, object)
-        .await
-        .unwrap_or_else(|e| panic!("creating {resource} in {namespace:?}: {e}"))
-}
-
-/// Waits until exactly `count` pods match `selector`, none terminating, all Ready.
-async fn ready_pods(client: &Client, ns: &str, selector: &str, count: usize) -> Vec<Value> {
-    eventually(
-        &format!("{count} ready pods {selector} in {ns}"),
-        PODS,
-        || async {
-            let pods = pods(client, ns, selector).await?;
-            if pods.len() == count && pods.iter().all(|p| is_ready(p) && !is_terminating(p)) {
-                Ok(pods)
-            } else {
-                Err(summary(&pods))
-            }
-        },
-    )
-    .await
-    .unwrap()
-}
 
 /// A pod on `node` that GETs `http://<host>:80/` `count` times (one connection each, with
 /// busybox nc), printing each answer's body (or FAIL), then DONE.
@@ -92,21 +58,25 @@ async fn probe_from_every_node(
     }
     for node in &cluster.nodes {
         let pod_name = format!("probe-{tag}-{}", node.name);
-        let output = eventually(&format!("prober {pod_name} to finish"), PODS, || async {
-            let pod = client
-                .get("pods", ns, &pod_name)
-                .await
-                .map_err(|e| e.to_string())?;
-            let output = node.container_output(&pod, "probe", 0);
-            if output.contains("DONE") {
-                Ok(output)
-            } else {
-                Err(format!(
-                    "{}; output so far: {output}",
-                    pod["status"]["phase"]
-                ))
-            }
-        })
+        let output = eventually(
+            &format!("prober {pod_name} to finish"),
+            POD_WAIT,
+            || async {
+                let pod = client
+                    .get("pods", ns, &pod_name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let output = node.container_output(&pod, "probe", 0);
+                if output.contains("DONE") {
+                    Ok(output)
+                } else {
+                    Err(format!(
+                        "{}; output so far: {output}",
+                        pod["status"]["phase"]
+                    ))
+                }
+            },
+        )
         .await
         .unwrap();
         let mut answers = BTreeMap::new();
@@ -158,31 +128,6 @@ async fn node_port_answers_through_every_node(cluster: &Cluster, node_port: u16)
     }
 }
 
-/// The service's EndpointSlices' endpoints with `ready` true.
-async fn ready_endpoints(
-    client: &Client,
-    namespace: &str,
-    service: &str,
-) -> Result<Vec<Value>, String> {
-    let list = client
-        .list(
-            "endpointslices",
-            namespace,
-            &skiff_api::client::ListParams {
-                label_selector: format!("kubernetes.io/service-name={service}"),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(list
-        .items
-        .iter()
-        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
-        .filter(|e| e["conditions"]["ready"] == true)
-        .collect())
-}
-
 fn spread() -> Value {
     json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
         "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]})
@@ -192,7 +137,7 @@ fn spread() -> Value {
 async fn privileged_six_spread_replicas_are_reached_through_cluster_ip_from_every_node_and_node_port_from_outside()
  {
     let started = Instant::now();
-    let cluster = start().await;
+    let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     create(
@@ -297,7 +242,7 @@ async fn wait_not_ready(client: &Client, node: &str, since: Instant) -> Duration
 async fn replaced_away_from(client: &Client, avoid: &str, count: usize) -> Vec<Value> {
     eventually(
         &format!("{count} ready pods away from {avoid}"),
-        PODS,
+        POD_WAIT,
         || async {
             let pods = pods(client, "shop", "app=web").await?;
             let live: Vec<Value> = pods
@@ -319,7 +264,7 @@ async fn replaced_away_from(client: &Client, avoid: &str, count: usize) -> Vec<V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_killed_agents_node_goes_not_ready_its_pods_are_replaced_and_the_service_stops_using_them()
  {
-    let mut cluster = start().await;
+    let mut cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     create(
@@ -425,7 +370,7 @@ async fn privileged_a_killed_agents_node_goes_not_ready_its_pods_are_replaced_an
             &prober(&pod_name, &node.name, &cluster_ip, 30),
         )
         .await;
-        let output = eventually(&format!("{pod_name} to finish"), PODS, || async {
+        let output = eventually(&format!("{pod_name} to finish"), POD_WAIT, || async {
             let pod = client
                 .get("pods", "shop", &pod_name)
                 .await
@@ -454,7 +399,7 @@ async fn privileged_a_killed_agents_node_goes_not_ready_its_pods_are_replaced_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_node_cut_off_and_healed_converges_with_no_duplicate_pods_or_containers() {
-    let cluster = start().await;
+    let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     create(
@@ -493,7 +438,7 @@ async fn privileged_a_node_cut_off_and_healed_converges_with_no_duplicate_pods_o
     .unwrap();
     // The evicted pods finish terminating on the healed node: exactly three pods remain,
     // and exactly three containers run on all nodes together.
-    let after = eventually("exactly 3 pods and 3 containers", PODS, || async {
+    let after = eventually("exactly 3 pods and 3 containers", POD_WAIT, || async {
         let pods = pods(&client, "shop", "app=web").await?;
         let running: usize = cluster
             .nodes
@@ -560,7 +505,7 @@ fn echo_deployment(replicas: u32) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_restarting_an_agent_under_load_drops_no_established_connection_and_restarts_no_container()
  {
-    let mut cluster = start().await;
+    let mut cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     create(&client, "deployments", "shop", &echo_deployment(3)).await;
@@ -675,7 +620,7 @@ async fn privileged_restarting_an_agent_under_load_drops_no_established_connecti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails_no_request() {
-    let cluster = start().await;
+    let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     // Zero-downtime settings: surge one, never below replicas, and a preStop pause longer
@@ -704,8 +649,12 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
     let before = ready_pods(&client, "shop", "app=web", 3).await;
     let old: BTreeSet<String> = before.iter().map(name).collect();
     // The starting point: the slices list all three, and every node serves the NodePort.
-    eventually("the slices to list 3 ready endpoints", PODS, || async {
-        let ready = ready_endpoints(&client, "shop", "web").await?;
+    eventually("the slices to list 3 ready endpoints", POD_WAIT, || async {
+        let ready: Vec<Value> = endpoints(&client, "shop", "web")
+            .await?
+            .into_iter()
+            .filter(|e| e["conditions"]["ready"] == true)
+            .collect();
         (ready.len() == 3).then_some(()).ok_or(format!("{ready:?}"))
     })
     .await
@@ -788,7 +737,7 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
         )
         .await
         .unwrap();
-    eventually("every pod replaced", PODS, || async {
+    eventually("every pod replaced", POD_WAIT, || async {
         let pods = pods(&client, "shop", "app=web").await?;
         if pods.len() == 3
             && pods
@@ -836,7 +785,7 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_killing_the_leading_control_and_the_etcd_leader_leaves_a_cluster_that_schedules_and_runs_pods()
  {
-    let mut cluster = start().await;
+    let mut cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     create(

@@ -21,44 +21,10 @@ use skiff_tests::{
     process::workspace_binary,
     wait::eventually,
     workload::{
-        self, is_ready, is_terminating, name, namespace, node_of, pods, summary, web_deployment,
+        self, POD_WAIT, create, endpoints, is_ready, is_terminating, name, namespace, node_of,
+        pods, ready_pods, start_cluster, summary, web_deployment,
     },
 };
-
-/// Every wait for pods to start, move or go is bounded by this.
-const PODS: Duration = Duration::from_secs(90);
-
-async fn start(config: ClusterConfig) -> Cluster {
-    tokio::task::spawn_blocking(move || Cluster::start(config))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("the cluster starts: {e:#}"))
-}
-
-async fn create(client: &Client, resource: &str, namespace: &str, object: &Value) -> Value {
-    client
-        .create(resource, namespace, object)
-        .await
-        .unwrap_or_else(|e| panic!("creating {resource} in {namespace:?}: {e}"))
-}
-
-/// Waits until exactly `count` pods match `selector`, none terminating, all Ready; returns them.
-async fn ready_pods(client: &Client, ns: &str, selector: &str, count: usize) -> Vec<Value> {
-    eventually(
-        &format!("{count} ready pods {selector} in {ns}"),
-        PODS,
-        || async {
-            let pods = pods(client, ns, selector).await?;
-            if pods.len() == count && pods.iter().all(|p| is_ready(p) && !is_terminating(p)) {
-                Ok(pods)
-            } else {
-                Err(summary(&pods))
-            }
-        },
-    )
-    .await
-    .unwrap()
-}
 
 /// Every running container on every node.
 fn running_containers(cluster: &Cluster) -> BTreeSet<String> {
@@ -74,7 +40,7 @@ fn running_containers(cluster: &Cluster) -> BTreeSet<String> {
 async fn containers_on_nodes(cluster: &Cluster, count: usize) {
     eventually(
         &format!("{count} running containers on the nodes"),
-        PODS,
+        POD_WAIT,
         || async {
             let running = running_containers(cluster);
             if running.len() == count {
@@ -90,7 +56,7 @@ async fn containers_on_nodes(cluster: &Cluster, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_deployment_scales_up_and_down_with_real_containers_on_the_nodes() {
-    let cluster = start(ClusterConfig::default()).await;
+    let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     create(
@@ -134,7 +100,7 @@ async fn privileged_a_deployment_scales_up_and_down_with_real_containers_on_the_
         .unwrap();
     ready_pods(&client, "shop", "app=web", 1).await;
     containers_on_nodes(&cluster, 1).await;
-    let deployment = eventually("the deployment's status to say 1/1", PODS, || async {
+    let deployment = eventually("the deployment's status to say 1/1", POD_WAIT, || async {
         let d = client
             .get("deployments", "shop", "web")
             .await
@@ -185,7 +151,7 @@ fn sample_ready(
 
 /// Waits until `replicas` pods of template hash `hash` are ready and no other pod is left.
 async fn rolled_to(client: &Client, hash_of: impl Fn(&[Value]) -> bool, what: &str) -> Vec<Value> {
-    eventually(what, PODS, || async {
+    eventually(what, POD_WAIT, || async {
         let pods = pods(client, "shop", "app=web").await?;
         if hash_of(&pods) {
             Ok(pods)
@@ -204,7 +170,7 @@ async fn rolled_to(client: &Client, hash_of: impl Fn(&[Value]) -> bool, what: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_rolling_update_replaces_every_pod_never_below_replicas_minus_max_unavailable_and_undo_goes_back()
  {
-    let cluster = start(ClusterConfig::default()).await;
+    let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     let strategy = json!({"strategy": {"type": "RollingUpdate",
@@ -300,7 +266,7 @@ async fn privileged_a_rolling_update_replaces_every_pod_never_below_replicas_min
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_job_with_completions_5_and_parallelism_2_completes_never_running_more_than_2()
 {
-    let cluster = start(ClusterConfig::default()).await;
+    let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("batch")).await;
     create(
@@ -350,9 +316,9 @@ async fn privileged_a_job_with_completions_5_and_parallelism_2_completes_never_r
             }
         })
     };
-    let names = tokio::time::timeout(PODS, seen)
+    let names = tokio::time::timeout(POD_WAIT, seen)
         .await
-        .unwrap_or_else(|_| panic!("the job did not complete within {PODS:?}"))
+        .unwrap_or_else(|_| panic!("the job did not complete within {POD_WAIT:?}"))
         .unwrap();
     let job = client.get("jobs", "batch", "count").await.unwrap();
     assert_eq!(job["status"]["succeeded"], 5, "{}", job["status"]);
@@ -376,7 +342,7 @@ async fn privileged_a_job_with_completions_5_and_parallelism_2_completes_never_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_killing_a_nodes_agent_makes_it_not_ready_within_the_grace_period_and_its_pods_move()
  {
-    let mut cluster = start(ClusterConfig::default()).await;
+    let mut cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     create(
@@ -420,7 +386,7 @@ async fn privileged_killing_a_nodes_agent_makes_it_not_ready_within_the_grace_pe
         "NotReady within the 6 s grace period and the monitor's period: {took:?}"
     );
 
-    let after = eventually("3 ready pods on the other nodes", PODS, || async {
+    let after = eventually("3 ready pods on the other nodes", POD_WAIT, || async {
         let pods = pods(&client, "shop", "app=web").await?;
         let live: Vec<&Value> = pods.iter().filter(|p| !is_terminating(p)).collect();
         if live.len() == 3 && live.iter().all(|p| is_ready(p) && node_of(p) != victim) {
@@ -441,30 +407,10 @@ async fn privileged_killing_a_nodes_agent_makes_it_not_ready_within_the_grace_pe
     eprintln!("pods after the move: {}", summary(&after));
 }
 
-/// The (address, ready, serving, terminating) of every endpoint of the Service.
-async fn endpoints(client: &Client, ns: &str, service: &str) -> Result<Vec<Value>, String> {
-    let slices = client
-        .list(
-            "endpointslices",
-            ns,
-            &skiff_api::client::ListParams {
-                label_selector: format!("kubernetes.io/service-name={service}"),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .items;
-    Ok(slices
-        .iter()
-        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
-        .collect())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_a_service_gets_a_cluster_ip_and_node_port_and_its_endpoint_slice_follows_real_readiness()
  {
-    let cluster = start(ClusterConfig::default()).await;
+    let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("shop")).await;
     let service = create(
@@ -504,7 +450,7 @@ async fn privileged_a_service_gets_a_cluster_ip_and_node_port_and_its_endpoint_s
                 "volumes": [{"name": "flags", "hostPath": {"path": flags.path()}}]}}),
     )
     .await;
-    let pod = eventually("web-1 running with an IP", PODS, || async {
+    let pod = eventually("web-1 running with an IP", POD_WAIT, || async {
         let pod = client
             .get("pods", "shop", "web-1")
             .await
@@ -553,7 +499,7 @@ async fn privileged_a_service_gets_a_cluster_ip_and_node_port_and_its_endpoint_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_deleting_a_namespace_leaves_nothing_behind_in_the_api_or_on_the_nodes() {
-    let cluster = start(ClusterConfig::default()).await;
+    let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
     create(&client, "namespaces", "", &namespace("temp")).await;
     create(
@@ -585,7 +531,7 @@ async fn privileged_deleting_a_namespace_leaves_nothing_behind_in_the_api_or_on_
         .delete("namespaces", "", "temp", &Default::default())
         .await
         .unwrap();
-    eventually("the namespace to be gone", PODS, || async {
+    eventually("the namespace to be gone", POD_WAIT, || async {
         match client.get("namespaces", "", "temp").await {
             Err(e) if e.is(skiff_api::status::Reason::NotFound) => Ok(()),
             Ok(ns) => Err(ns["status"].to_string()),
