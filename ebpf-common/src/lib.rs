@@ -13,4 +13,4 @@ pub use service::{
     AffinityKey, AffinityValue, Backend, CtKey, CtValue, LbEvent, ServiceKey, ServiceValue,
     SockRevKey, SockRevValue,
 };
-pub use stats::{PacketClass, PacketCounter};
+pub use stats::{FlowCounter, PacketClass, PacketCounter};

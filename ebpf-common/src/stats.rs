@@ -25,6 +25,34 @@ impl PacketCounter {
 // SAFETY: `PacketCounter` is `repr(C)`, made only of integers, and has no padding.
 unsafe impl aya::Pod for PacketCounter {}
 
+/// What the load balancers sent one backend (`BACKEND_STATS`, by backend id) or one service
+/// address (`SERVICE_STATS`, flows only), on one CPU: flows they chose it for (connections,
+/// and datagrams of unconnected UDP sockets), and the packets and bytes the uplink program
+/// forwarded to it. The socket load balancer translates once per connection and sees no
+/// packets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounter {
+    pub flows: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+const _: () = assert!(size_of::<FlowCounter>() == 24);
+
+impl FlowCounter {
+    /// Adds `other` to `self`, e.g. to sum the per-CPU slots of one backend.
+    pub fn merge(&mut self, other: &FlowCounter) {
+        self.flows = self.flows.wrapping_add(other.flows);
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `FlowCounter` is `repr(C)`, made only of integers, and has no padding.
+unsafe impl aya::Pod for FlowCounter {}
+
 /// Classes of packets counted by the uplink program; the discriminant is the map index.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,12 +6,14 @@
 
 use aya_ebpf::{
     Global,
+    bindings::BPF_NOEXIST,
     macros::map,
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use skiff_ebpf_common::{
-    AffinityKey, AffinityValue, Backend, CgroupNetCounters, CgroupNetKey, CtKey, CtValue, LbEvent,
-    PacketClass, PacketCounter, ServiceKey, ServiceValue, SockRevKey, SockRevValue,
+    AffinityKey, AffinityValue, Backend, CgroupNetCounters, CgroupNetKey, CtKey, CtValue,
+    FlowCounter, LbEvent, PacketClass, PacketCounter, ServiceKey, ServiceValue, SockRevKey,
+    SockRevValue,
 };
 
 /// Frames seen by the uplink XDP program, per packet class and CPU.
@@ -59,6 +61,51 @@ pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(
 #[map(name = "CGROUP_NET_STATS")]
 pub static CGROUP_NET_STATS: LruPerCpuHashMap<CgroupNetKey, CgroupNetCounters> =
     LruPerCpuHashMap::with_max_entries(16384, 0);
+
+/// Flows, packets and bytes sent to each backend (by id), per CPU. LRU: a backend gone
+/// makes room; the agent reports only backends the maps still hold.
+#[map(name = "BACKEND_STATS")]
+pub static BACKEND_STATS: LruPerCpuHashMap<u32, FlowCounter> =
+    LruPerCpuHashMap::with_max_entries(16384, 0);
+
+/// Flows balanced for each service address, per CPU (packets and bytes are not counted
+/// per service: a conntrack hit knows only its backend).
+#[map(name = "SERVICE_STATS")]
+pub static SERVICE_STATS: LruPerCpuHashMap<ServiceKey, FlowCounter> =
+    LruPerCpuHashMap::with_max_entries(4096, 0);
+
+/// Adds a flow (`flows` 0 or 1) and a packet of `len` bytes (none when 0) to backend `id`'s
+/// counters, and the flow to `service`'s (when known), on this CPU.
+#[inline(always)]
+pub fn count_flow(service: Option<&ServiceKey>, id: u32, flows: u64, len: usize) {
+    add_flow(&BACKEND_STATS, &id, flows, len);
+    if let Some(service) = service {
+        add_flow(&SERVICE_STATS, service, flows, 0);
+    }
+}
+
+#[inline(always)]
+fn add_flow<K>(map: &LruPerCpuHashMap<K, FlowCounter>, key: &K, flows: u64, len: usize) {
+    let counter = match map.get_ptr_mut(key) {
+        Some(counter) => counter,
+        None => {
+            // Another CPU may insert the same key at once; either insert wins, and the
+            // lookup below finds this CPU's (zeroed) slot.
+            let _ = map.insert(key, &FlowCounter::default(), BPF_NOEXIST.into());
+            match map.get_ptr_mut(key) {
+                Some(counter) => counter,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: the pointer comes from the map for this CPU's slot, so it is valid and
+    // nothing else writes it while this program runs on this CPU.
+    unsafe {
+        (*counter).flows += flows;
+        (*counter).packets += u64::from(len > 0);
+        (*counter).bytes += len as u64;
+    }
+}
 
 /// Load-balancing events per CPU (`LbEvent` is the index).
 #[map(name = "LB_STATS")]

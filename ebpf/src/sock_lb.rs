@@ -12,7 +12,7 @@ use skiff_ebpf_common::{LbEvent, ServiceKey, SockRevKey, SockRevValue};
 
 use crate::{
     lb::{choose, mix64, service},
-    maps::{SOCK_REV, count_lb},
+    maps::{SOCK_REV, count_flow, count_lb},
 };
 
 /// What a sock_addr program returns to let the call proceed.
@@ -66,7 +66,7 @@ fn translate(ctx: &SockAddrContext) -> i32 {
             bpf_get_netns_cookie(sa.cast()),
         )
     };
-    let Some((_, backend)) = choose(&svc, netns, mix64(cookie)) else {
+    let Some((id, backend)) = choose(&svc, netns, mix64(cookie)) else {
         count_lb(LbEvent::NoBackend);
         // SAFETY: `bpf_set_retval` only sets the error the rejected call returns.
         unsafe { bpf_set_retval(-ECONNREFUSED) };
@@ -84,6 +84,7 @@ fn translate(ctx: &SockAddrContext) -> i32 {
         pad: 0,
     };
     let _ = SOCK_REV.insert(&rev_key, &rev_value, 0);
+    count_flow(Some(&key), id, 1, 0);
     // SAFETY: `user_ip4` and `user_port` are writable in connect4 and sendmsg4.
     unsafe {
         (*sa).user_ip4 = backend.addr;

@@ -23,7 +23,7 @@ use skiff_ebpf_common::{
 
 use crate::{
     lb::{backend, choose, mix64, service},
-    maps::{CONNTRACK, NODE_ADDR, count, count_lb},
+    maps::{CONNTRACK, NODE_ADDR, count, count_flow, count_lb},
     nat::checksum,
     parse::{
         ETH_HLEN, ETH_P_IP, EthHdr, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, L4Ports,
@@ -166,17 +166,19 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
         {
             let snat = entry.flags & CT_SNAT != 0;
             count_lb(LbEvent::ConntrackHit);
+            count_flow(None, entry.backend_id, 0, hook.len());
             return translate(hook, &flow, &chosen, snat);
         }
         // The backend is gone (or terminating, for a new connection): choose again below.
     }
 
-    let svc = service(&ServiceKey {
+    let key = ServiceKey {
         addr: daddr,
         port: dport,
         proto,
         scope: 0,
-    })?;
+    };
+    let svc = service(&key)?;
     if svc.flags & SERVICE_EXTERNAL == 0 {
         // ClusterIPs are for the socket load balancer, not for traffic from outside.
         return None;
@@ -226,6 +228,7 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
     CONNTRACK.insert(&reply_key, &reply, 0).ok()?;
     CONNTRACK.insert(&flow.key, &forward, 0).ok()?;
     count_lb(LbEvent::Translated);
+    count_flow(Some(&key), id, 1, hook.len());
     translate(hook, &flow, &chosen, snat)
 }
 

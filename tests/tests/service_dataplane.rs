@@ -1,11 +1,12 @@
 //! End-to-end test of the service data plane driven by the API: a real `skiff-control`, a
 //! `skiff-agent` in a node namespace with its own cgroup and bpffs directory, a Service and
 //! its EndpointSlices created through the API, and a client process in the node's cgroup
-//! reaching the ClusterIP. Restarting the agent keeps forwarding.
+//! reaching the ClusterIP. Restarting the agent keeps forwarding; the agent's /metrics
+//! counts the flows per backend and per service.
 
 use std::{
     collections::HashMap,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddr},
     process::{Command, Stdio},
     time::Duration,
 };
@@ -16,6 +17,7 @@ use skiff_tests::{
     backends::{NameServers, probe},
     cgroup::TestCgroup,
     control::{Backend, ControlPlane},
+    metrics::scrape,
     netns::{HostLink, Netns},
     pins::PinDir,
     process::{ChildGuard, spawn_guarded, workspace_binary},
@@ -62,6 +64,8 @@ fn start_agent(control: &ControlPlane, node: &Node) -> ChildGuard {
             "251",
             "--dataplane-maglev-tables",
             "16",
+            "--housekeeping-interval",
+            "1s",
         ])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -239,4 +243,76 @@ async fn privileged_agent_syncs_a_cluster_ip_from_the_api_and_a_restart_keeps_fo
         expected.map(String::from).into_iter().collect(),
         "one pinned link per hook, the old agent's replaced"
     );
+
+    // The agent's /metrics counts flows per backend and per service address: exactly the
+    // connections made, and only for backends the maps still hold.
+    let metrics = SocketAddr::from((node.link.node_ip, 10255));
+    let backend = "10.244.9.11:8080/tcp";
+    let service = format!("{cluster_ip}:80/tcp");
+    let flows = |text: &str, family: &str, label: &str, value: &str| {
+        series(text, family, label, value)
+            .ok_or_else(|| format!("no {family}{{{label}={value:?}}}"))
+    };
+    let read = |text: &str| -> Result<(f64, f64), String> {
+        Ok((
+            flows(
+                text,
+                "skiff_dataplane_backend_flows_total",
+                "backend",
+                backend,
+            )?,
+            flows(
+                text,
+                "skiff_dataplane_service_flows_total",
+                "service",
+                &service,
+            )?,
+        ))
+    };
+    // The figures of a housekeeping pass after every connection so far: the removed
+    // backend gone, and the same in two passes in a row.
+    let mut last = None;
+    let before = tokio::task::block_in_place(|| {
+        wait_for(
+            "settled flow counters in /metrics, without the removed backend",
+            Duration::from_secs(15),
+            Duration::from_millis(1200),
+            || {
+                let text = scrape(metrics).map_err(|e| format!("{e:#}"))?;
+                if text.contains("backend=\"10.244.9.10:8080/tcp\"") {
+                    return Err("the removed backend is still reported".into());
+                }
+                let now = read(&text)?;
+                if last.replace(now) != Some(now) {
+                    return Err(format!("{now:?} still moving"));
+                }
+                Ok(now)
+            },
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nagent log:\n{}", log()));
+    assert!(before.0 >= 10.0 && before.1 >= before.0, "{before:?}");
+    let made = tokio::task::block_in_place(|| replies(&node, &target, 5)).unwrap();
+    assert_eq!(made.get("10.244.9.11"), Some(&5));
+    tokio::task::block_in_place(|| {
+        wait_for(
+            "both counters to grow by the 5 connections",
+            Duration::from_secs(15),
+            Duration::from_millis(300),
+            || {
+                let now = read(&scrape(metrics).map_err(|e| format!("{e:#}"))?)?;
+                (now == (before.0 + 5.0, before.1 + 5.0))
+                    .then_some(())
+                    .ok_or(format!("{now:?} after {before:?}"))
+            },
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// The value of `family{label="value"}` in a Prometheus text exposition.
+fn series(text: &str, family: &str, label: &str, value: &str) -> Option<f64> {
+    let prefix = format!("{family}{{{label}=\"{value}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
 }

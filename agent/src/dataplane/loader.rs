@@ -20,7 +20,9 @@ use aya::{
         xdp::XdpLink,
     },
 };
-use skiff_ebpf_common::{CgroupNetCounters, CgroupNetKey, LbEvent, PacketClass, PacketCounter};
+use skiff_ebpf_common::{
+    CgroupNetCounters, CgroupNetKey, FlowCounter, LbEvent, PacketClass, PacketCounter, ServiceKey,
+};
 
 /// The eBPF object built from the `ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SKIFF_EBPF_OBJECT"));
@@ -63,9 +65,13 @@ pub const AFFINITY: &str = "AFFINITY";
 pub const CONNTRACK: &str = "CONNTRACK";
 /// Load-balancing event counters.
 pub const LB_STATS: &str = "LB_STATS";
+/// Flows, packets and bytes per backend id.
+pub const BACKEND_STATS: &str = "BACKEND_STATS";
+/// Flows, packets and bytes per service address.
+pub const SERVICE_STATS: &str = "SERVICE_STATS";
 /// The maps that hold the data plane's state and are pinned so that they outlive the agent
 /// (the traffic counters too, so that they keep counting up across agent restarts).
-pub const PINNED_MAPS: [&str; 7] = [
+pub const PINNED_MAPS: [&str; 9] = [
     SERVICES,
     BACKENDS,
     MAGLEV,
@@ -73,6 +79,8 @@ pub const PINNED_MAPS: [&str; 7] = [
     AFFINITY,
     CONNTRACK,
     CGROUP_NET_STATS,
+    BACKEND_STATS,
+    SERVICE_STATS,
 ];
 
 /// Errors from loading, attaching or reading the data plane.
@@ -239,6 +247,8 @@ impl Dataplane {
         loader
             .map_max_entries(SERVICES, sizes.services)
             .map_max_entries(BACKENDS, sizes.backends)
+            .map_max_entries(BACKEND_STATS, sizes.backends)
+            .map_max_entries(SERVICE_STATS, sizes.services)
             .map_max_entries(MAGLEV, table_entries)
             .map_max_entries(SOCK_REV, sizes.flows)
             .map_max_entries(AFFINITY, sizes.flows)
@@ -649,8 +659,8 @@ pub struct MapFill {
 /// or unreadable, are left out). Walks every key: a few ms per 10k entries.
 pub fn map_fill(pin_path: &Path) -> Vec<MapFill> {
     use skiff_ebpf_common::{
-        AffinityKey, AffinityValue, Backend, CtKey, CtValue, ServiceKey, ServiceValue, SockRevKey,
-        SockRevValue,
+        AffinityKey, AffinityValue, Backend, CtKey, CtValue, FlowCounter, ServiceKey, ServiceValue,
+        SockRevKey, SockRevValue,
     };
     fn count<K: aya::Pod, V: aya::Pod>(path: &Path) -> Result<(u64, u32), MapError> {
         let data = MapData::from_pin(path)?;
@@ -694,6 +704,14 @@ pub fn map_fill(pin_path: &Path) -> Vec<MapFill> {
             CGROUP_NET_STATS,
             count_per_cpu::<CgroupNetKey, CgroupNetCounters>(&pin_path.join(CGROUP_NET_STATS)),
         ),
+        (
+            BACKEND_STATS,
+            count_per_cpu::<u32, FlowCounter>(&pin_path.join(BACKEND_STATS)),
+        ),
+        (
+            SERVICE_STATS,
+            count_per_cpu::<ServiceKey, FlowCounter>(&pin_path.join(SERVICE_STATS)),
+        ),
     ];
     counted
         .into_iter()
@@ -708,11 +726,69 @@ pub fn map_fill(pin_path: &Path) -> Vec<MapFill> {
         .collect()
 }
 
+/// What the load balancers sent each backend and service address the maps hold now,
+/// summed over CPUs, from the maps pinned under `pin_path` (counters of backends and
+/// services gone are left out).
+///
+/// # Errors
+/// When a map is not pinned there or cannot be read.
+pub fn flow_stats(pin_path: &Path) -> Result<FlowStats, DataplaneError> {
+    use skiff_ebpf_common::{Backend, ServiceValue};
+    fn pinned(pin_path: &Path, name: &'static str) -> Result<aya::maps::Map, MapError> {
+        aya::maps::Map::from_map_data(MapData::from_pin(pin_path.join(name))?)
+    }
+    fn open<K: aya::Pod, V: aya::Pod>(
+        pin_path: &Path,
+        name: &'static str,
+    ) -> Result<aya::maps::HashMap<MapData, K, V>, DataplaneError> {
+        let map_err = |source| DataplaneError::Map { name, source };
+        let map = pinned(pin_path, name).map_err(map_err)?;
+        aya::maps::HashMap::try_from(map).map_err(map_err)
+    }
+    fn sums<K: aya::Pod + Eq + std::hash::Hash>(
+        pin_path: &Path,
+        name: &'static str,
+    ) -> Result<std::collections::HashMap<K, FlowCounter>, DataplaneError> {
+        let map_err = |source| DataplaneError::Map { name, source };
+        let map = pinned(pin_path, name).map_err(map_err)?;
+        let stats = PerCpuHashMap::<_, K, FlowCounter>::try_from(map).map_err(map_err)?;
+        let mut totals = std::collections::HashMap::new();
+        // An entry evicted between the key walk and its lookup is skipped.
+        for (key, per_cpu) in stats.iter().flatten() {
+            let mut total = FlowCounter::default();
+            per_cpu.iter().for_each(|c| total.merge(c));
+            totals.insert(key, total);
+        }
+        Ok(totals)
+    }
+    let backends = open::<u32, Backend>(pin_path, BACKENDS)?;
+    let services = open::<ServiceKey, ServiceValue>(pin_path, SERVICES)?;
+    let by_backend = sums::<u32>(pin_path, BACKEND_STATS)?;
+    let by_service = sums::<ServiceKey>(pin_path, SERVICE_STATS)?;
+    Ok(FlowStats {
+        backends: by_backend
+            .into_iter()
+            .filter_map(|(id, counter)| Some((backends.get(&id, 0).ok()?, counter)))
+            .collect(),
+        services: by_service
+            .into_iter()
+            .filter(|(key, _)| services.get(key, 0).is_ok())
+            .collect(),
+    })
+}
+
+/// The flow counters of the backends and service addresses a node's maps hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub backends: Vec<(skiff_ebpf_common::Backend, FlowCounter)>,
+    pub services: Vec<(ServiceKey, FlowCounter)>,
+}
+
 /// Key and value sizes of each pinned map, as this agent's programs use them.
 fn pinned_layout(name: &str) -> Option<(usize, usize)> {
     use skiff_ebpf_common::{
         AffinityKey, AffinityValue, Backend, CgroupNetCounters, CgroupNetKey, CtKey, CtValue,
-        ServiceKey, ServiceValue, SockRevKey, SockRevValue,
+        FlowCounter, ServiceKey, ServiceValue, SockRevKey, SockRevValue,
     };
     Some(match name {
         SERVICES => (size_of::<ServiceKey>(), size_of::<ServiceValue>()),
@@ -722,6 +798,8 @@ fn pinned_layout(name: &str) -> Option<(usize, usize)> {
         AFFINITY => (size_of::<AffinityKey>(), size_of::<AffinityValue>()),
         CONNTRACK => (size_of::<CtKey>(), size_of::<CtValue>()),
         CGROUP_NET_STATS => (size_of::<CgroupNetKey>(), size_of::<CgroupNetCounters>()),
+        BACKEND_STATS => (size_of::<u32>(), size_of::<FlowCounter>()),
+        SERVICE_STATS => (size_of::<ServiceKey>(), size_of::<FlowCounter>()),
         _ => return None,
     })
 }

@@ -454,6 +454,11 @@ fn shared_backend_flags(
     flags
 }
 
+/// `10.244.1.3:8080/tcp`, for messages and metric labels.
+pub fn describe_backend(backend: &Backend) -> String {
+    BackendAddr::from(backend).name()
+}
+
 /// `10.96.0.10:53/udp`, for messages.
 pub fn describe(key: &ServiceKey) -> String {
     BackendAddr {

@@ -17,7 +17,10 @@ use super::{
     exposition::AgentMetrics,
     targets::{Target, targets},
 };
-use crate::dataplane::{Dataplane, DataplaneError, MapFill, loader};
+use crate::dataplane::{
+    Dataplane, DataplaneError, MapFill,
+    loader::{self, FlowStats},
+};
 
 /// What the data plane reports; the loaded programs' maps, or a fake in unit tests.
 pub trait DataplaneStats: Send + Sync {
@@ -38,6 +41,12 @@ pub trait DataplaneStats: Send + Sync {
     fn lb_events(&self) -> Result<Vec<(LbEvent, u64)>, DataplaneError>;
     /// Fill levels of the pinned maps.
     fn map_fill(&self) -> Vec<MapFill>;
+    /// What the load balancers sent each backend and service address (none when the maps
+    /// are not pinned).
+    ///
+    /// # Errors
+    /// When a map cannot be read.
+    fn flows(&self) -> Result<FlowStats, DataplaneError>;
 }
 
 /// The node's loaded data plane and where its maps are pinned.
@@ -63,6 +72,11 @@ impl DataplaneStats for KernelStats {
             .map(loader::map_fill)
             .unwrap_or_default()
     }
+    fn flows(&self) -> Result<FlowStats, DataplaneError> {
+        self.pin_path
+            .as_deref()
+            .map_or_else(|| Ok(FlowStats::default()), loader::flow_stats)
+    }
 }
 
 /// One pod's or container's cgroup as read in one pass.
@@ -83,6 +97,7 @@ pub struct Snapshot {
     pub uplink: Vec<(PacketClass, PacketCounter)>,
     pub lb_events: Vec<(LbEvent, u64)>,
     pub maps: Vec<MapFill>,
+    pub flows: FlowStats,
     /// Parts that could not be read in this pass (each also logged).
     pub errors: u64,
 }
@@ -168,6 +183,13 @@ impl Housekeeping {
                 }
             }
             snapshot.maps = dataplane.map_fill();
+            match dataplane.flows() {
+                Ok(flows) => snapshot.flows = flows,
+                Err(error) => {
+                    tracing::warn!(error = %error, "reading the data plane's flow counters");
+                    snapshot.errors += 1;
+                }
+            }
         }
         snapshot
     }
@@ -292,6 +314,9 @@ mod tests {
         }
         fn map_fill(&self) -> Vec<MapFill> {
             vec![]
+        }
+        fn flows(&self) -> Result<FlowStats, DataplaneError> {
+            Ok(FlowStats::default())
         }
     }
 

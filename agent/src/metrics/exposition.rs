@@ -18,6 +18,7 @@ use prometheus::{
 };
 
 use super::collector::{PassTiming, Snapshot};
+use crate::dataplane::services::{describe, describe_backend};
 
 /// kubelet's cAdvisor label set, in this order.
 const LABELS: [&str; 6] = ["container", "id", "image", "name", "namespace", "pod"];
@@ -75,6 +76,10 @@ struct Families {
     lb_events: CounterVec,
     map_entries: GaugeVec,
     map_max_entries: GaugeVec,
+    backend_flows: CounterVec,
+    backend_packets: CounterVec,
+    backend_bytes: CounterVec,
+    service_flows: CounterVec,
 }
 
 impl Families {
@@ -251,10 +256,30 @@ impl Families {
                 "Capacity of a pinned data-plane map.",
                 &["map"],
             ),
+            backend_flows: plain_counter(
+                "skiff_dataplane_backend_flows_total",
+                "Connections (and unconnected datagrams) the load balancers sent to a backend.",
+                &["backend"],
+            ),
+            backend_packets: plain_counter(
+                "skiff_dataplane_backend_packets_total",
+                "Packets the uplink program forwarded to a backend.",
+                &["backend"],
+            ),
+            backend_bytes: plain_counter(
+                "skiff_dataplane_backend_bytes_total",
+                "Bytes of the frames the uplink program forwarded to a backend.",
+                &["backend"],
+            ),
+            service_flows: plain_counter(
+                "skiff_dataplane_service_flows_total",
+                "Connections (and unconnected datagrams) the load balancers balanced for a service address.",
+                &["service"],
+            ),
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 34] {
+    fn all(&self) -> [&dyn Collector; 38] {
         [
             &self.cpu_usage,
             &self.cpu_user,
@@ -290,6 +315,10 @@ impl Families {
             &self.lb_events,
             &self.map_entries,
             &self.map_max_entries,
+            &self.backend_flows,
+            &self.backend_packets,
+            &self.backend_bytes,
+            &self.service_flows,
         ]
     }
 
@@ -427,6 +456,20 @@ impl Families {
             self.lb_events
                 .with_label_values(&[event.name()])
                 .inc_by(*count as f64);
+        }
+        for (backend, counter) in &snapshot.flows.backends {
+            let label = [describe_backend(backend)];
+            let label: Vec<&str> = label.iter().map(String::as_str).collect();
+            let add =
+                |family: &CounterVec, n: u64| family.with_label_values(&label).inc_by(n as f64);
+            add(&self.backend_flows, counter.flows);
+            add(&self.backend_packets, counter.packets);
+            add(&self.backend_bytes, counter.bytes);
+        }
+        for (service, counter) in &snapshot.flows.services {
+            self.service_flows
+                .with_label_values(&[describe(service).as_str()])
+                .inc_by(counter.flows as f64);
         }
         for fill in &snapshot.maps {
             self.map_entries
@@ -646,11 +689,14 @@ impl AgentMetrics {
 mod tests {
     use std::collections::{BTreeMap, HashMap};
 
-    use skiff_ebpf_common::{CgroupNetCounters, LbEvent, PacketClass, PacketCounter};
+    use skiff_ebpf_common::{
+        Backend, CgroupNetCounters, FlowCounter, LbEvent, PacketClass, PacketCounter, ServiceKey,
+        service::{PROTO_TCP, PROTO_UDP},
+    };
 
     use super::*;
     use crate::{
-        dataplane::MapFill,
+        dataplane::{MapFill, loader::FlowStats},
         metrics::{
             cgroupfs::{CgroupStats, CpuStats, IoStats, MemoryStats, SpecStats},
             collector::Sample,
@@ -751,6 +797,23 @@ mod tests {
                     entries: 5,
                     max_entries: 65536,
                 }],
+                flows: FlowStats {
+                    backends: vec![(
+                        Backend::new([10, 244, 1, 3], 8080, PROTO_TCP, 0),
+                        FlowCounter {
+                            flows: 3,
+                            packets: 12,
+                            bytes: 960,
+                        },
+                    )],
+                    services: vec![(
+                        ServiceKey::new([10, 96, 0, 10], 53, PROTO_UDP),
+                        FlowCounter {
+                            flows: 9,
+                            ..FlowCounter::default()
+                        },
+                    )],
+                },
                 errors: 0,
             },
             PassTiming::default(),
@@ -823,6 +886,27 @@ mod tests {
                 r#"skiff_dataplane_uplink_packets_total{class="udp"}"#
             ),
             Some(4.0)
+        );
+        let backend = [("backend", "10.244.1.3:8080/tcp")];
+        assert_eq!(
+            series(&text, "skiff_dataplane_backend_flows_total", &backend),
+            Some(3.0)
+        );
+        assert_eq!(
+            series(&text, "skiff_dataplane_backend_packets_total", &backend),
+            Some(12.0)
+        );
+        assert_eq!(
+            series(&text, "skiff_dataplane_backend_bytes_total", &backend),
+            Some(960.0)
+        );
+        assert_eq!(
+            series(
+                &text,
+                "skiff_dataplane_service_flows_total",
+                &[("service", "10.96.0.10:53/udp")]
+            ),
+            Some(9.0)
         );
     }
 
