@@ -1165,6 +1165,24 @@ fn privileged_pinned_uplink_programs_keep_forwarding_while_no_agent_runs_and_are
         flows.contains("10.78.0.1:") && flows.contains("from 10.78.0.2:30080/tcp"),
         "{flows}"
     );
+    // The 30 connections so far, each counted once for the backend it went to, across
+    // the agents (the counters are pinned), with every forwarded packet.
+    let backends = skiffctl("backends");
+    let counted: Vec<[u64; 3]> = backends
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            [3, 4, 5].map(|i| fields[i].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(counted.len(), 2, "{backends}");
+    let flows: u64 = counted.iter().map(|c| c[0]).sum();
+    assert_eq!(flows, 30, "{backends}");
+    for [flows, packets, bytes] in counted {
+        // A connection sends at least its SYN, an ACK and a FIN to the backend.
+        assert!(packets >= 3 * flows && bytes > 60 * packets, "{backends}");
+    }
 
     // An agent configured for TC ingress takes over from the XDP one: its TC link comes
     // first, then the XDP link goes; forwarding goes on throughout.

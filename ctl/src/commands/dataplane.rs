@@ -1,4 +1,4 @@
-//! `dataplane services|conntrack`: a node's eBPF load-balancing state, read from the maps
+//! `dataplane services|backends|conntrack`: a node's eBPF load-balancing state, read from the maps
 //! its agent pinned (run on the node, as root, like `cilium bpf lb list`).
 
 use std::{
@@ -7,10 +7,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
 use clap::{Args, ValueEnum};
 use skiff_ebpf_common::{
-    Backend, CtKey, CtValue, ServiceKey, ServiceValue,
+    Backend, CtKey, CtValue, FlowCounter, ServiceKey, ServiceValue,
     service::{
         BACKEND_LOCAL, BACKEND_TERMINATING, CT_REPLY, CT_SNAT, PROTO_TCP, SERVICE_AFFINITY,
         SERVICE_EXTERNAL, SERVICE_EXTERNAL_LOCAL, SERVICE_INTERNAL_LOCAL,
@@ -41,6 +41,8 @@ pub struct DataplaneArgs {
 pub enum View {
     /// Service addresses with their flags and backends
     Services,
+    /// Backends with the flows, packets and bytes the load balancers sent them
+    Backends,
     /// Flows the uplink XDP program tracks
     Conntrack,
 }
@@ -72,6 +74,23 @@ pub fn run(args: &DataplaneArgs) -> Result<(), CtlError> {
                 })
                 .collect();
             services_table(&services, &backends, &tables)
+        }
+        View::Backends => {
+            let backends: HashMap<MapData, u32, Backend> =
+                open(&args.bpffs, "BACKENDS", Map::HashMap)?;
+            let stats: PerCpuHashMap<MapData, u32, FlowCounter> =
+                open(&args.bpffs, "BACKEND_STATS", Map::PerCpuLruHashMap)?;
+            let totals: BTreeMap<u32, FlowCounter> = stats
+                .iter()
+                // An entry evicted between the key walk and its lookup is skipped.
+                .filter_map(Result::ok)
+                .map(|(id, per_cpu)| {
+                    let mut total = FlowCounter::default();
+                    per_cpu.iter().for_each(|c| total.merge(c));
+                    (id, total)
+                })
+                .collect();
+            backends_table(&collect(backends.iter(), "BACKENDS")?, &totals)
         }
         View::Conntrack => {
             let conntrack: HashMap<MapData, CtKey, CtValue> =
@@ -178,6 +197,41 @@ fn services_table(
     table(["SERVICE", "ID", "FLAGS", "BACKENDS"], &rows)
 }
 
+/// One line per backend: its id, address, flags and what the load balancers sent it.
+fn backends_table(backends: &[(u32, Backend)], totals: &BTreeMap<u32, FlowCounter>) -> String {
+    let mut sorted = backends.to_vec();
+    sorted.sort_by_key(|(id, _)| *id);
+    let rows: Vec<[String; 6]> = sorted
+        .iter()
+        .map(|(id, b)| {
+            let mut flags = Vec::new();
+            if b.flags & BACKEND_LOCAL != 0 {
+                flags.push("local");
+            }
+            if b.flags & BACKEND_TERMINATING != 0 {
+                flags.push("terminating");
+            }
+            let total = totals.get(id).copied().unwrap_or_default();
+            [
+                id.to_string(),
+                addr(b.addr, b.port, b.proto),
+                if flags.is_empty() {
+                    "-".into()
+                } else {
+                    flags.join(",")
+                },
+                total.flows.to_string(),
+                total.packets.to_string(),
+                total.bytes.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        ["ID", "BACKEND", "FLAGS", "FLOWS", "PACKETS", "BYTES"],
+        &rows,
+    )
+}
+
 /// One line per tracked flow direction.
 fn conntrack_table(entries: &[(CtKey, CtValue)]) -> String {
     let mut rows: Vec<[String; 4]> = entries
@@ -281,6 +335,45 @@ mod tests {
             "{text}"
         );
         assert!(lines[2].contains("10.96.0.53:53/udp") && lines[2].contains("(none: refused)"));
+    }
+
+    #[test]
+    fn backends_show_their_flags_and_counters_in_id_order() {
+        let backends = vec![
+            (
+                7,
+                Backend::new([10, 244, 1, 5], 8080, PROTO_TCP, BACKEND_TERMINATING),
+            ),
+            (
+                3,
+                Backend::new([10, 244, 0, 5], 8080, PROTO_TCP, BACKEND_LOCAL),
+            ),
+        ];
+        let totals = BTreeMap::from([(
+            3,
+            FlowCounter {
+                flows: 4,
+                packets: 40,
+                bytes: 4000,
+            },
+        )]);
+        let text = backends_table(&backends, &totals);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[0],
+            ["ID", "BACKEND", "FLAGS", "FLOWS", "PACKETS", "BYTES"]
+        );
+        assert_eq!(
+            lines[1],
+            ["3", "10.244.0.5:8080/tcp", "local", "4", "40", "4000"]
+        );
+        assert_eq!(
+            lines[2],
+            ["7", "10.244.1.5:8080/tcp", "terminating", "0", "0", "0"]
+        );
     }
 
     #[test]
