@@ -17,7 +17,8 @@
 //!   backs off and retries.
 //! - [`store`] decodes each object once into its `k8s-openapi` type and keeps it as an
 //!   `Arc<T>` keyed by [`ObjectKey`] (`namespace/name`), with optional secondary indexes.
-//! - [`informer`] runs a watcher into a store in a task and broadcasts each [`Change`].
+//! - [`informer`] runs a watcher into a store in a task and broadcasts each [`Change`];
+//!   [`factory`] shares one informer per resource among every component of a process.
 //! - [`workqueue`] collapses the keys those changes name, hands each to one worker at a
 //!   time, and brings failed keys back after a per-key backoff.
 //! - [`controller`] runs `reconcile(key)` on a number of workers and requeues by the
@@ -57,12 +58,14 @@
 //! ```
 
 pub mod controller;
+pub mod factory;
 pub mod informer;
 pub mod store;
 pub mod watcher;
 pub mod workqueue;
 
 pub use controller::{Action, Controller};
+pub use factory::InformerFactory;
 pub use informer::{Informer, Subscription};
 pub use store::{Change, ObjectKey, Store, StoreError, Writer};
 pub use watcher::{Config, Event, ListWatch, Watcher};

@@ -310,6 +310,35 @@ impl<T> Store<T> {
         index.entries.get(value).into_iter().flatten()
     }
 
+    /// Gives this store every index of `other` it lacks (by name), filled from what it
+    /// holds, so several users of one shared store each find the indexes they registered.
+    /// An index name means one function: a name already present keeps its function.
+    pub(crate) fn merge_indexes(&self, other: Writer<T>) {
+        let taken = {
+            let mut theirs = other
+                .store
+                .shared
+                .state
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut theirs.indexes)
+        };
+        let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+        for (name, index) in taken {
+            if state.indexes.contains_key(name) {
+                continue;
+            }
+            let mut index = Index {
+                function: index.function,
+                entries: HashMap::new(),
+            };
+            for (key, entry) in &state.objects {
+                index.insert(key, &entry.object);
+            }
+            state.indexes.insert(name, index);
+        }
+    }
+
     /// True once the first full list has been applied.
     pub fn ready(&self) -> bool {
         *self.shared.ready.borrow()
