@@ -5,7 +5,10 @@ use std::{net::IpAddr, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use skiff_api::client::{Client, ClientConfig};
+use skiff_api::{
+    client::{Client, ClientConfig},
+    runtime::{Config as WatchConfig, InformerFactory},
+};
 use skiff_control::{
     apiserver::{
         self, ApiServerParts, ServiceRanges, admission::DefaultTolerationSeconds, allocation::Cidr,
@@ -337,6 +340,9 @@ async fn lead(
             }
         };
         let recorder = EventRecorder::new(client.clone(), "default-scheduler", &identity);
+        // One watch and cache per resource for this term, shared by the scheduler and
+        // every controller; dropped (and the watches stopped) when leadership is lost.
+        let informers = Arc::new(InformerFactory::new(client.clone(), WatchConfig::default()));
         let mut lost = leading.clone();
         let stop = async move {
             let _ = lost.wait_for(|&l| !l).await;
@@ -344,6 +350,7 @@ async fn lead(
         let controllers = controllers::run(
             ControllerContext {
                 client: client.clone(),
+                informers: Arc::clone(&informers),
                 options: Arc::clone(&controller_options),
                 identity: identity.clone(),
                 metrics: Arc::clone(&metrics),
@@ -353,6 +360,7 @@ async fn lead(
         tokio::join!(
             runner::run(
                 client.clone(),
+                Arc::clone(&informers),
                 recorder,
                 scheduler,
                 Arc::clone(&metrics),

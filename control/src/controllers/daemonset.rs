@@ -26,7 +26,7 @@ use skiff_api::{
         },
         apimachinery::pkg::apis::meta::v1::ObjectMeta,
     },
-    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher},
+    runtime::{Action, Change, Controller, ObjectKey, Store, Writer},
     status::Reason,
 };
 use tracing::debug;
@@ -471,12 +471,9 @@ fn owning_daemon_set(meta: &ObjectMeta) -> Option<ObjectKey> {
 pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let client = context.client.clone();
-        let daemon_sets = Informer::new(client.clone(), "daemonsets", "", Default::default());
-        let nodes = Informer::new(client.clone(), "nodes", "", Default::default());
-        let pod_informer = Informer::spawn(
-            Watcher::new(client.clone(), "pods", "", Default::default()),
-            pods::indexed_pods(),
-        );
+        let daemon_sets = context.informers.informer("daemonsets", Writer::new());
+        let nodes = context.informers.informer("nodes", Writer::new());
+        let pod_informer = context.informers.informer("pods", pods::indexed_pods());
         let sync = Arc::new(DaemonSetSync {
             writes: ClientWrites::new(client, "daemonset-controller", &context.identity),
             daemon_sets: daemon_sets.store(),

@@ -17,7 +17,7 @@ use skiff_api::{
         },
         apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
     },
-    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher},
+    runtime::{Action, Change, Controller, ObjectKey, Store},
     selector::{LabelSelector, SelectorError},
     status::Reason,
 };
@@ -1015,18 +1015,13 @@ fn matching_deployments(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec
 pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let client = context.client.clone();
-        let deployments = Informer::spawn(
-            Watcher::new(client.clone(), "deployments", "", Default::default()),
-            pods::indexed(|d: &Deployment| &d.metadata),
-        );
-        let replica_sets = Informer::spawn(
-            Watcher::new(client.clone(), "replicasets", "", Default::default()),
-            pods::indexed(|r: &ReplicaSet| &r.metadata),
-        );
-        let pod_informer = Informer::spawn(
-            Watcher::new(client.clone(), "pods", "", Default::default()),
-            pods::indexed_pods(),
-        );
+        let deployments = context
+            .informers
+            .informer("deployments", pods::indexed(|d: &Deployment| &d.metadata));
+        let replica_sets = context
+            .informers
+            .informer("replicasets", pods::indexed(|r: &ReplicaSet| &r.metadata));
+        let pod_informer = context.informers.informer("pods", pods::indexed_pods());
         let sync = Arc::new(DeploymentSync {
             writes: ClientWrites::new(client, "deployment-controller", &context.identity),
             deployments: deployments.store(),

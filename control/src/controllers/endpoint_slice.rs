@@ -560,10 +560,9 @@ fn services_selecting(services: &Store<Service>, pod: &Pod) -> Vec<ObjectKey> {
 
 /// Runs the controller until `stop` fires.
 pub async fn run(context: Context, stop: Stop) {
-    let client = &context.client;
-    let services = informer(client, "services", service_writer());
-    let pods = informer(client, "pods", pod_writer());
-    let slices = informer(client, "endpointslices", slice_writer());
+    let services = informer(&context, "services", service_writer());
+    let pods = informer(&context, "pods", pod_writer());
+    let slices = informer(&context, "endpointslices", slice_writer());
     let queue = context.queue("endpointslice");
     let caches = Caches {
         services: services.store(),

@@ -1,24 +1,21 @@
-//! Wiring shared by the cluster controllers: an informer over a store built with the
-//! indexes a controller needs, and a task that turns its changes into work-queue keys.
+//! Wiring shared by the cluster controllers: the process's shared informer of a resource
+//! (with the indexes a controller needs), and a task that turns its changes into work-queue
+//! keys.
 
-use std::hash::Hash;
+use std::{hash::Hash, sync::Arc};
 
 use serde::de::DeserializeOwned;
-use skiff_api::{
-    client::Client,
-    runtime::{Change, Config, Informer, Subscription, Watcher, WorkQueue, Writer},
-};
+use skiff_api::runtime::{Change, Informer, Subscription, WorkQueue, Writer};
 
-/// Watches `resource` in every namespace into `writer`'s store.
+use super::Context;
+
+/// The shared informer of `resource` in every namespace, with `writer`'s indexes.
 pub fn informer<T: DeserializeOwned + Send + Sync + 'static>(
-    client: &Client,
+    context: &Context,
     resource: &str,
     writer: Writer<T>,
-) -> Informer<T> {
-    Informer::spawn(
-        Watcher::new(client.clone(), resource, "", Config::default()),
-        writer,
-    )
+) -> Arc<Informer<T>> {
+    context.informers.informer(resource, writer)
 }
 
 /// Adds to `queue` the keys `keys` names for each change, until the informer goes away.

@@ -12,7 +12,7 @@ use skiff_api::{
     client::{ClientError, DeleteParams},
     k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
     resources::{self, ResourceId, ResourceType},
-    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher, Writer},
+    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Writer},
     status::Reason,
 };
 use tracing::debug;
@@ -398,12 +398,10 @@ fn affected<W: Writes>(
 pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let client = context.client.clone();
-        let informers: Vec<(&'static ResourceType, Informer<PartialObject>)> = collected_types()
-            .map(|r| {
-                let watcher = Watcher::new(client.clone(), r.plural, "", Default::default());
-                (r, Informer::spawn(watcher, graph_writer()))
-            })
-            .collect();
+        let informers: Vec<(&'static ResourceType, Arc<Informer<PartialObject>>)> =
+            collected_types()
+                .map(|r| (r, context.informers.informer(r.plural, graph_writer())))
+                .collect();
         let collector = Arc::new(GarbageCollector {
             writes: ClientWrites::new(client, "garbage-collector-controller", &context.identity),
             graph: informers

@@ -14,7 +14,7 @@ use skiff_api::{
         api::{batch::v1::Job, core::v1::Pod},
         apimachinery::pkg::apis::meta::v1::ObjectMeta,
     },
-    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, Watcher},
+    runtime::{Action, Change, Controller, ObjectKey, Store, Writer},
     status::Reason,
 };
 use tracing::debug;
@@ -388,11 +388,8 @@ fn owning_job(meta: &ObjectMeta) -> Option<ObjectKey> {
 pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let client = context.client.clone();
-        let jobs = Informer::new(client.clone(), "jobs", "", Default::default());
-        let pod_informer = Informer::spawn(
-            Watcher::new(client.clone(), "pods", "", Default::default()),
-            pods::indexed_pods(),
-        );
+        let jobs = context.informers.informer("jobs", Writer::new());
+        let pod_informer = context.informers.informer("pods", pods::indexed_pods());
         let sync = Arc::new(JobSync {
             writes: ClientWrites::new(client, "job-controller", &context.identity),
             jobs: jobs.store(),

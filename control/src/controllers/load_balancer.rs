@@ -444,7 +444,7 @@ pub async fn run(context: Context, stop: Stop) {
         info!("no --load-balancer-ip-pool: LoadBalancer Services get no external address");
         return;
     };
-    let services = informer(&context.client, "services", Writer::<Service>::new());
+    let services = informer(&context, "services", Writer::<Service>::new());
     let queue: WorkQueue<ObjectKey> = context.queue("service");
     feed(services.subscribe(), queue.clone(), {
         let store = services.store();

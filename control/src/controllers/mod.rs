@@ -23,7 +23,10 @@ pub mod writes;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use skiff_api::{client::Client, runtime::WorkQueue};
+use skiff_api::{
+    client::Client,
+    runtime::{InformerFactory, WorkQueue},
+};
 use tokio::{sync::watch, task::JoinSet};
 use tracing::info;
 
@@ -64,11 +67,13 @@ impl Default for ControllerOptions {
     }
 }
 
-/// What every controller gets: a client, the options and this instance's name (for
-/// events).
+/// What every controller gets: a client, the process's shared informers, the options and
+/// this instance's name (for events).
 #[derive(Clone, Debug)]
 pub struct Context {
     pub client: Client,
+    /// One watch and cache per resource, shared with the scheduler and every controller.
+    pub informers: Arc<InformerFactory>,
     pub options: Arc<ControllerOptions>,
     pub identity: String,
     /// Where each controller's work queue is reported (`workqueue_depth{name=...}`).

@@ -296,7 +296,7 @@ fn conditions(content: &Content) -> Vec<Value> {
 
 /// Runs the controller until `stop` fires.
 pub async fn run(context: Context, stop: Stop) {
-    let namespaces = informer(&context.client, "namespaces", Writer::<Namespace>::new());
+    let namespaces = informer(&context, "namespaces", Writer::<Namespace>::new());
     let queue: WorkQueue<ObjectKey> = context.queue("namespace");
     // As Kubernetes does, a namespace is looked at a while after it starts terminating, so
     // that a client deleting it together with its content (`delete -f`) is not raced.

@@ -303,7 +303,7 @@ pub async fn run(context: Context, stop: Stop) {
             return;
         }
     };
-    let nodes = informer(&context.client, "nodes", Writer::<Node>::new());
+    let nodes = informer(&context, "nodes", Writer::<Node>::new());
     let queue: WorkQueue<ObjectKey> = context.queue("nodeipam");
     feed(nodes.subscribe(), queue.clone(), {
         let store = nodes.store();

@@ -579,10 +579,9 @@ fn node_reference(node: &Node) -> Value {
 
 /// Runs the controller until `stop` fires.
 pub async fn run(context: Context, stop: Stop) {
-    let client = &context.client;
-    let nodes = informer(client, "nodes", Writer::<Node>::new());
-    let leases = informer(client, "leases", Writer::<Lease>::new());
-    let pods = informer(client, "pods", pod_writer());
+    let nodes = informer(&context, "nodes", Writer::<Node>::new());
+    let leases = informer(&context, "leases", Writer::<Lease>::new());
+    let pods = informer(&context, "pods", pod_writer());
     let queue: WorkQueue<ObjectKey> = context.queue("node_lifecycle");
     let caches = Caches {
         nodes: nodes.store(),

@@ -19,7 +19,7 @@ use skiff_api::{
         api::{apps::v1::ReplicaSet, core::v1::Pod},
         apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
     },
-    runtime::{Action, Change, Controller, Informer, ObjectKey, Store, WorkQueue},
+    runtime::{Action, Change, Controller, ObjectKey, Store, WorkQueue},
     selector::{LabelSelector, SelectorError},
     status::Reason,
 };
@@ -448,14 +448,10 @@ fn pod_changed(
 pub fn run(context: Context, stop: Stop) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let client = context.client.clone();
-        let rs_informer = Informer::spawn(
-            skiff_api::runtime::Watcher::new(client.clone(), "replicasets", "", Default::default()),
-            pods::indexed(|rs: &ReplicaSet| &rs.metadata),
-        );
-        let pod_informer = Informer::spawn(
-            skiff_api::runtime::Watcher::new(client.clone(), "pods", "", Default::default()),
-            pods::indexed_pods(),
-        );
+        let rs_informer = context
+            .informers
+            .informer("replicasets", pods::indexed(|rs: &ReplicaSet| &rs.metadata));
+        let pod_informer = context.informers.informer("pods", pods::indexed_pods());
         let sync = Arc::new(ReplicaSetSync {
             writes: ClientWrites::new(client, "replicaset-controller", &context.identity),
             replica_sets: rs_informer.store(),

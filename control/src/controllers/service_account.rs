@@ -267,14 +267,13 @@ pub async fn run(context: Context, stop: Stop) {
         );
         return;
     };
-    let client = &context.client;
-    let namespaces = informer(client, "namespaces", Writer::<Namespace>::new());
+    let namespaces = informer(&context, "namespaces", Writer::<Namespace>::new());
     let accounts = informer(
-        client,
+        &context,
         "serviceaccounts",
         namespaced_writer::<ServiceAccount>(),
     );
-    let secrets = informer(client, "secrets", namespaced_writer::<Secret>());
+    let secrets = informer(&context, "secrets", namespaced_writer::<Secret>());
     let queue: WorkQueue<ObjectKey> = context.queue("serviceaccount");
     let namespace_key =
         |namespace: &Option<String>| ObjectKey::cluster(namespace.clone().unwrap_or_default());

@@ -1,8 +1,8 @@
-//! The scheduler against the API: informers on nodes, pods and namespaces feed the
-//! [`Scheduler`]; a loop pops pending pods, runs a cycle each, and carries out the decision:
-//! binds (in the background, so the next pod is scheduled while the bind is in flight),
-//! evicts preemption victims, and reports unschedulable pods with a `PodScheduled=False`
-//! condition and a `FailedScheduling` event, as kube-scheduler does.
+//! The scheduler against the API: the process's shared informers on nodes, pods and
+//! namespaces feed the [`Scheduler`]; a loop pops pending pods, runs a cycle each, and
+//! carries out the decision: binds (in the background, so the next pod is scheduled while
+//! the bind is in flight), evicts preemption victims, and reports unschedulable pods with a
+//! `PodScheduled=False` condition and a `FailedScheduling` event, as kube-scheduler does.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use skiff_api::k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use skiff_api::{
     client::{Client, DeleteParams},
-    runtime::{Change, Config as WatchConfig, Informer, Store},
+    runtime::{Change, InformerFactory, Store, Writer},
 };
 use tracing::{debug, info, warn};
 
@@ -26,6 +26,7 @@ use crate::{
 /// Runs the scheduler until `stop` completes.
 pub async fn run(
     client: Client,
+    informers: Arc<InformerFactory>,
     events: EventRecorder,
     scheduler: Scheduler,
     metrics: Arc<Metrics>,
@@ -37,10 +38,9 @@ pub async fn run(
         let queue = Arc::clone(&queue);
         Box::new(move || queue.lengths())
     });
-    let nodes = Informer::<Node>::new(client.clone(), "nodes", "", WatchConfig::default());
-    let pods = Informer::<Pod>::new(client.clone(), "pods", "", WatchConfig::default());
-    let namespaces =
-        Informer::<Namespace>::new(client.clone(), "namespaces", "", WatchConfig::default());
+    let nodes = informers.informer::<Node>("nodes", Writer::new());
+    let pods = informers.informer::<Pod>("pods", Writer::new());
+    let namespaces = informers.informer::<Namespace>("namespaces", Writer::new());
     let feeders = [
         tokio::spawn(feed_nodes(
             nodes.subscribe(),
@@ -245,11 +245,15 @@ fn names(pod: &Pod) -> (String, String) {
     )
 }
 
+/// What an event needs of the pod it is about: its kind and identifying metadata (not the
+/// whole pod, which would be serialized per event for nothing).
 fn pod_json(pod: &Pod) -> Value {
-    let mut value = serde_json::to_value(pod).unwrap_or(Value::Null);
-    value["apiVersion"] = json!("v1");
-    value["kind"] = json!("Pod");
-    value
+    let meta = &pod.metadata;
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid,
+                     "resourceVersion": meta.resource_version},
+    })
 }
 
 async fn feed_nodes(
