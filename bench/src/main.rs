@@ -2,6 +2,7 @@
 //! as JSON. Started by `cargo xtask bench NAME`.
 
 mod api;
+mod controllers;
 mod dataplane;
 mod metrics;
 mod pod_startup;
@@ -31,6 +32,9 @@ enum Benchmark {
     /// The API server: creates per second, List at 10k pods, watch latency to 1000
     /// watchers, on the embedded store and on etcd.
     Api,
+    /// The controllers on 100 hollow nodes: a 1000-replica Deployment created and bound,
+    /// and pod-Ready-to-EndpointSlice latency (p50/p99).
+    Controllers,
     /// The eBPF data plane against its peers.
     Dataplane,
     /// Container metrics with 100 containers on one node: the agent's CPU time per
@@ -55,6 +59,7 @@ async fn main() -> Result<()> {
     let mut report = report::Report::default();
     match cli.name {
         Benchmark::Api => api::run(&mut report).await?,
+        Benchmark::Controllers => controllers::run(&mut report).await?,
         Benchmark::Dataplane => dataplane::run(&mut report)?,
         Benchmark::Metrics => metrics::run(&mut report).await?,
         Benchmark::PodStartup => pod_startup::run(&mut report).await?,

@@ -70,7 +70,8 @@ impl Workload {
     }
 }
 
-fn node(i: usize) -> Value {
+/// Hollow node `i`: 4 CPUs, 32 GiB, 110 pods, in one of [`ZONES`] zones.
+pub(crate) fn node(i: usize) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": format!("hollow-{i:04}"), "labels": {
@@ -112,7 +113,8 @@ pub async fn run(report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-async fn create_all(
+/// Creates `objects` through the API, [`CONCURRENCY`] at a time.
+pub(crate) async fn create_all(
     client: &Client,
     resource: &str,
     namespace: &str,
