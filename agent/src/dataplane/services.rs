@@ -411,7 +411,7 @@ pub async fn run(
             );
         }
         for error in &errors {
-            tracing::warn!(error = %error_chain(error), full_total = sync.map_full_errors(), "service map sync");
+            tracing::warn!(error = %crate::error_chain(error), full_total = sync.map_full_errors(), "service map sync");
         }
         tokio::select! {
             _ = &mut shutdown => return,
@@ -421,17 +421,6 @@ pub async fn run(
         }
         tokio::time::sleep(SYNC_DEBOUNCE).await;
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// One backend entry serves every service that names the address, so its flags must not

@@ -72,7 +72,7 @@ pub use watcher::{Config, Event, ListWatch, Watcher};
 pub use workqueue::WorkQueue;
 
 /// An error and its causes on one line (`outer: middle: root`), for logs.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

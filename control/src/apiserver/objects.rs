@@ -1136,22 +1136,10 @@ fn store_error(rt: &ResourceType, name: &str, error: StoreError) -> ApiError {
         StoreError::Timeout { .. } => ApiError::new(Reason::Timeout, error.to_string()),
         other => {
             // The client gets the operation; the log gets the whole chain of causes.
-            tracing::warn!(resource = %rt.group_resource(), name, error = %error_chain(&other), "storage failed");
+            tracing::warn!(resource = %rt.group_resource(), name, error = %skiff_api::runtime::error_chain(&other), "storage failed");
             ApiError::new(Reason::ServiceUnavailable, format!("storage: {other}"))
         }
     }
-}
-
-/// `error` and its sources, joined by ": ".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn cache_error(error: CacheError) -> ApiError {
