@@ -23,6 +23,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "protobuf-compiler",
         "protoc, for the gRPC code of the API, containerd and etcd",
     ),
+    (
+        "libprotobuf-dev",
+        "protobuf's well-known types (google/protobuf/*.proto), which etcd's protos import",
+    ),
     ("llvm-22-dev", "LLVM 22, which bpf-linker links against"),
     (
         "libpolly-22-dev",
