@@ -19,7 +19,7 @@ use skiff_agent::{
         AgentMetrics, Housekeeping, KernelStats, MachineFacts, MetricsListen,
         cgroupfs::{CgroupLayout, HostCgroupFiles},
     },
-    network::Cidr,
+    network::{self, Cidr},
     node::{
         credentials::node_client_config,
         heartbeat::{Heartbeat, HeartbeatTimings},
@@ -61,6 +61,8 @@ async fn main() -> Result<()> {
         .attach_uplink(&config.uplink, config.dataplane.uplink_hook)
         .with_context(|| format!("attaching to the uplink {}", config.uplink))?;
     info!(interface = %config.uplink, ?mode, "uplink ingress program attached");
+    network::veth::enable_ipv4_forwarding()
+        .context("turning on IPv4 forwarding (NodePorts to other nodes' pods need it)")?;
     if config.cgroup_root == std::path::Path::new("/sys/fs/cgroup/unified") {
         anyhow::bail!("--cgroup-root must be a subtree of the unified hierarchy, not its root");
     }
@@ -353,7 +355,7 @@ async fn start_pods(
         },
     )?;
     manager.report_to(metrics);
-    tokio::spawn(skiff_agent::network::routes::run(
+    tokio::spawn(network::routes::run(
         client_for_routes,
         config.node_name.clone(),
     ));

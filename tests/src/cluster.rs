@@ -613,6 +613,24 @@ impl Cluster {
         self.client_ns.run(f)
     }
 
+    /// Routes `address` (a LoadBalancer or external IP) from the client namespace through
+    /// node `i`, as a router in front of the cluster would; replaces an earlier route to it.
+    /// Only the client namespace's routing table changes.
+    ///
+    /// # Errors
+    /// When `ip` fails.
+    pub fn route_from_client_via(&self, address: Ipv4Addr, i: usize) -> Result<()> {
+        self.client_ns.exec(&[
+            "ip",
+            "route",
+            "replace",
+            &format!("{address}/32"),
+            "via",
+            &self.nodes[i].ip.to_string(),
+        ])?;
+        Ok(())
+    }
+
     /// The last lines of every control's and agent's log, for a failure message.
     pub fn logs(&self) -> String {
         let mut out = String::new();

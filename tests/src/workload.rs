@@ -2,6 +2,7 @@
 //! that answer with their own name, Services, pod listings by label, and a plain HTTP GET.
 
 use std::{
+    collections::BTreeMap,
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     time::Duration,
@@ -102,20 +103,32 @@ pub fn web_deployment(name: &str, replicas: u32, spec: Value, pod_spec: Value) -
     deployment
 }
 
-/// The web container, with more environment variables (`(name, value)`).
+/// The path under which a web pod answers `<pod name> <client address>`: the address its
+/// connection came from, as the pod sees it (the client's own, or a node's after SNAT).
+pub const PEER_PATH: &str = "/cgi-bin/peer";
+
+/// The web container, with more environment variables (`(name, value)`). `/` answers the
+/// pod's name; [`PEER_PATH`] (a CGI script) the name and the connection's source address.
 pub fn web_container(env: &[(&str, &str)]) -> Value {
-    let mut vars = vec![json!({"name": "POD_NAME",
-        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})];
+    let mut vars = vec![pod_name_env()];
     vars.extend(env.iter().map(|(k, v)| json!({"name": k, "value": v})));
     json!({
         "name": "web", "image": IMAGE,
         "command": ["sh", "-c",
-            "mkdir -p /tmp/www && echo $POD_NAME > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"],
+            "mkdir -p /tmp/www/cgi-bin && echo $POD_NAME > /tmp/www/index.html \
+             && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $POD_NAME $REMOTE_ADDR\\n' \
+                > /tmp/www/cgi-bin/peer && chmod +x /tmp/www/cgi-bin/peer \
+             && exec httpd -f -p 8080 -h /tmp/www"],
         "env": vars,
         "ports": [{"name": "http", "containerPort": WEB_PORT}],
         "readinessProbe": {"httpGet": {"path": "/", "port": WEB_PORT},
                            "periodSeconds": 1, "failureThreshold": 1},
     })
+}
+
+/// The `POD_NAME` environment variable: the pod's own name (downward API).
+pub fn pod_name_env() -> Value {
+    json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
 }
 
 /// A Service of `type_` selecting `app: <app>` on port 80 to the pods' `http` port.
@@ -213,17 +226,103 @@ pub fn summary(pods: &[Value]) -> String {
 /// # Errors
 /// When the connection fails, times out or the answer is not 200.
 pub fn http_get(address: SocketAddr, timeout: Duration) -> std::io::Result<String> {
+    http_get_path(address, "/", timeout)
+}
+
+/// `GET <path>` over a fresh connection, like [`http_get`].
+///
+/// # Errors
+/// When the connection fails, times out or the answer is not 200.
+pub fn http_get_path(
+    address: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&address, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
+    // A CGI script's own header lines (busybox httpd passes them on) may end in bare LFs.
     let (head, body) = response
         .split_once("\r\n\r\n")
+        .or_else(|| response.split_once("\n\n"))
         .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {response:?}")))?;
     if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
         return Err(std::io::Error::other(format!("answer: {head}")));
     }
     Ok(body.trim().to_string())
+}
+
+/// GETs `address` `count` times from the client namespace, a new connection each; how many
+/// answers each backend gave (failures under "FAIL: <error>").
+///
+/// # Panics
+/// When the client namespace cannot be entered.
+pub fn probe_from_outside(
+    cluster: &Cluster,
+    address: SocketAddr,
+    count: usize,
+) -> BTreeMap<String, usize> {
+    cluster
+        .in_client(|| {
+            let mut answers = BTreeMap::new();
+            for _ in 0..count {
+                let answer = http_get(address, Duration::from_secs(2))
+                    .unwrap_or_else(|e| format!("FAIL: {e}"));
+                *answers.entry(answer).or_insert(0) += 1;
+            }
+            answers
+        })
+        .unwrap()
+}
+
+/// Waits until `port` answers `request` from outside through every node: each agent has
+/// put the service in its maps.
+///
+/// # Panics
+/// When some node does not answer within 30 s.
+pub async fn answers_through_every_node(
+    cluster: &Cluster,
+    port: u16,
+    request: impl Fn(SocketAddr) -> std::io::Result<String> + Sync,
+) {
+    for node in &cluster.nodes {
+        let address = SocketAddr::from((node.ip, port));
+        eventually(
+            &format!("port {port} to answer through {}", node.name),
+            Duration::from_secs(30),
+            || async {
+                cluster
+                    .in_client(|| request(address))
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Waits until the HTTP NodePort `node_port` answers from outside through every node.
+///
+/// # Panics
+/// When some node does not answer within 30 s.
+pub async fn node_port_answers_through_every_node(cluster: &Cluster, node_port: u16) {
+    answers_through_every_node(cluster, node_port, |address| {
+        http_get(address, Duration::from_secs(1))
+    })
+    .await;
+}
+
+/// The first port's `nodePort` of a Service.
+///
+/// # Panics
+/// When the Service has none.
+pub fn node_port(service: &Value) -> u16 {
+    service["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or_else(|| panic!("a nodePort in {}", service["spec"]))
 }

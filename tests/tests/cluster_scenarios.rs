@@ -22,7 +22,8 @@ use skiff_tests::{
     wait::eventually,
     workload::{
         self, POD_WAIT, create, endpoints, http_get, is_ready, is_terminating, name, namespace,
-        node_of, pods, ready_pods, start_cluster, summary, web_deployment,
+        node_of, node_port_answers_through_every_node, pods, probe_from_outside, ready_pods,
+        start_cluster, summary, web_deployment,
     },
 };
 
@@ -86,46 +87,6 @@ async fn probe_from_every_node(
         out.insert(node.name.clone(), answers);
     }
     out
-}
-
-/// GETs `address` `count` times from the client namespace; how many answers each backend
-/// gave (failures under "FAIL: <error>").
-fn probe_from_outside(
-    cluster: &Cluster,
-    address: SocketAddr,
-    count: usize,
-) -> BTreeMap<String, usize> {
-    cluster
-        .in_client(|| {
-            let mut answers = BTreeMap::new();
-            for _ in 0..count {
-                let answer = http_get(address, Duration::from_secs(2))
-                    .unwrap_or_else(|e| format!("FAIL: {e}"));
-                *answers.entry(answer).or_insert(0) += 1;
-            }
-            answers
-        })
-        .unwrap()
-}
-
-/// Waits until `node_port` answers from outside through every node: each agent has put
-/// the service in its maps.
-async fn node_port_answers_through_every_node(cluster: &Cluster, node_port: u16) {
-    for node in &cluster.nodes {
-        let address = SocketAddr::from((node.ip, node_port));
-        eventually(
-            &format!("the NodePort to answer through {}", node.name),
-            Duration::from_secs(30),
-            || async {
-                cluster
-                    .in_client(|| http_get(address, Duration::from_secs(1)))
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
-            },
-        )
-        .await
-        .unwrap();
-    }
 }
 
 fn spread() -> Value {

@@ -61,6 +61,17 @@ async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, VethError>
     }
 }
 
+/// Turns IPv4 forwarding on in the agent's network namespace. Pods need it, and so does the
+/// uplink program from the start: it hands NodePort and LoadBalancer flows for other nodes'
+/// pods to the FIB, which refuses to route them ("forwarding disabled") without it, also on
+/// a node that has no pod of its own yet.
+///
+/// # Errors
+/// When the sysctl cannot be written.
+pub fn enable_ipv4_forwarding() -> Result<(), VethError> {
+    sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+}
+
 fn sysctl(path: &str, value: &str) -> Result<(), VethError> {
     std::fs::write(path, value).map_err(|source| VethError::Sysctl {
         path: path.into(),
@@ -129,7 +140,7 @@ async fn attach_with(
         .ok_or_else(|| VethError::Missing { name: host.clone() })?;
     sysctl(&format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp"), "1")?;
     sysctl(&format!("/proc/sys/net/ipv4/neigh/{host}/proxy_delay"), "0")?;
-    sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    enable_ipv4_forwarding()?;
     handle
         .link()
         .set(LinkUnspec::new_with_index(host_index).up().build())
