@@ -13,7 +13,6 @@ use skiff_agent::pods::qos::{QosClass, pod_cgroup};
 use skiff_api::client::{Client, ListParams};
 use skiff_tests::{
     containerd::CgroupTree,
-    control::{Backend, ControlPlane},
     pod_node::{IMAGE, PodNode},
     require_root,
     wait::eventually,
@@ -81,14 +80,7 @@ async fn privileged_memory_pressure_evicts_the_best_effort_hog_and_spares_the_gu
     ]
     .map(String::from)
     .to_vec();
-    let ips = vec![node.link.host_ip];
-    let control =
-        tokio::task::spawn_blocking(move || ControlPlane::start_listening(Backend::Embedded, &ips))
-            .await
-            .unwrap()
-            .unwrap();
-    let client = control.admin_client().unwrap();
-    node.start_agent(&control);
+    let (_control, client) = node.start_with_control().await;
     let name = node.name.clone();
 
     // The node reports its subtree's memory as its capacity.

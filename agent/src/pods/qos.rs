@@ -127,9 +127,10 @@ pub struct PodResources {
 }
 
 /// The pod's total of one resource as kubelet's `PodRequests`/`PodLimits` add it up: the
-/// sum over the regular containers, or the largest init container's if that is more (init
-/// containers run one at a time, before the others), plus the pod's overhead. `None` when
-/// some container lacks the value (`per_container` returned none).
+/// sum over the regular containers and the sidecars (init containers with restartPolicy
+/// Always, which keep running), or the most any init container needs beside the sidecars
+/// started before it if that is more, plus the pod's overhead. `None` when some container
+/// lacks the value (`per_container` returned none).
 fn pod_total(
     pod: &Pod,
     resource: &str,
@@ -140,10 +141,19 @@ fn pod_total(
     for container in &spec.containers {
         sum = sum.saturating_add(per_container(container)?);
     }
+    let mut sidecars: i64 = 0;
     let mut largest_init: i64 = 0;
     for container in spec.init_containers.iter().flatten() {
-        largest_init = largest_init.max(per_container(container)?);
+        let value = per_container(container)?;
+        let during = if container.restart_policy.as_deref() == Some("Always") {
+            sidecars = sidecars.saturating_add(value);
+            sidecars
+        } else {
+            sidecars.saturating_add(value)
+        };
+        largest_init = largest_init.max(during);
     }
+    let sum = sum.saturating_add(sidecars);
     let overhead = spec
         .overhead
         .as_ref()
@@ -373,6 +383,23 @@ mod tests {
         let resources = pod_resources(&with_init(pod(vec![a, b]), vec![bare_init]));
         assert_eq!(resources.memory_limit, None);
         assert_eq!(resources.cpu_quota, None);
+    }
+
+    #[test]
+    fn sidecars_add_to_the_pod_and_to_every_later_init_container() {
+        let sidecar = |memory: &str| Container {
+            restart_policy: Some("Always".into()),
+            ..container(&[], &[("cpu", "100m"), ("memory", memory)])
+        };
+        let app = container(&[], &[("cpu", "100m"), ("memory", "64Mi")]);
+        let init = container(&[], &[("cpu", "100m"), ("memory", "100Mi")]);
+        // sidecar 16Mi, then init 100Mi beside it (116Mi), then app 64Mi + sidecar 16Mi.
+        let pod = with_init(pod(vec![app.clone()]), vec![sidecar("16Mi"), init]);
+        assert_eq!(pod_resources(&pod).memory_limit, Some(116 << 20));
+        // Without a larger init container: the app and the sidecar together.
+        let pod = with_init(self::pod(vec![app]), vec![sidecar("16Mi")]);
+        assert_eq!(pod_resources(&pod).memory_limit, Some(80 << 20));
+        assert_eq!(pod_memory_request(&pod), 80 << 20);
     }
 
     #[test]

@@ -533,12 +533,7 @@ impl PodManager {
             return Ok(Action::Done);
         }
 
-        let evicted = self
-            .memory
-            .lock()
-            .expect("pod memory")
-            .get(&uid)
-            .is_some_and(|m| m.evicted.is_some());
+        let evicted = self.recall(&uid, |m| m.evicted.is_some()) == Some(true);
         if evicted && self.kill_running(&records).await {
             // Hard eviction: no grace period; the status is written once all have stopped.
             return Ok(Action::RequeueAfter(Duration::from_millis(100)));
@@ -703,16 +698,15 @@ impl PodManager {
         Ok(Action::RequeueAfter(requeue))
     }
 
+    /// What this agent remembers of the pod `uid`, read through `read`.
+    fn recall<T>(&self, uid: &str, read: impl FnOnce(&PodMemory) -> T) -> Option<T> {
+        self.memory.lock().expect("pod memory").get(uid).map(read)
+    }
+
     /// Creates the pod cgroup with its pod-level limits, once per pod (a failure is logged
     /// and tried again on the next reconcile; the containers' own limits still apply).
     fn ensure_pod_cgroup(&self, pod: &Pod, uid: &str, pod_cgroup: &str) {
-        let ready = self
-            .memory
-            .lock()
-            .expect("pod memory")
-            .get(uid)
-            .is_some_and(|m| m.cgroup_ready);
-        if ready {
+        if self.recall(uid, |m| m.cgroup_ready) == Some(true) {
             return;
         }
         let resources = qos::pod_resources(pod);
@@ -1318,12 +1312,7 @@ impl PodManager {
             new["initContainerStatuses"] = json!(init_statuses);
         }
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        let evicted = self
-            .memory
-            .lock()
-            .expect("pod memory")
-            .get(uid)
-            .and_then(|m| m.evicted.clone());
+        let evicted = self.recall(uid, |m| m.evicted.clone()).flatten();
         if let Some(message) = evicted {
             new["phase"] = json!("Failed");
             new["reason"] = json!("Evicted");
