@@ -74,6 +74,9 @@ pub struct Config {
     /// `/metrics` and housekeeping.
     #[command(flatten)]
     pub metrics: crate::metrics::MetricsArgs,
+    /// Eviction under memory pressure (kubelet's hard eviction thresholds).
+    #[command(flatten)]
+    pub eviction: crate::eviction::EvictionArgs,
     /// Container log files rotate past this many MiB.
     #[arg(long, default_value_t = 10)]
     pub container_log_max_mib: u64,

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod eviction;
 pub mod logs;
 pub mod metrics;
 pub mod network;

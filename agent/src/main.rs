@@ -15,9 +15,10 @@ use skiff_agent::{
         maglev::Maglev,
         services::{self, ServiceSync},
     },
+    eviction::EvictionManager,
     metrics::{
         AgentMetrics, Housekeeping, KernelStats, MachineFacts, MetricsListen,
-        cgroupfs::{CgroupLayout, HostCgroupFiles},
+        cgroupfs::{CgroupLayout, HostCgroupFiles, subtree_memory_limit},
     },
     network::{self, Cidr},
     node::{
@@ -97,7 +98,18 @@ async fn main() -> Result<()> {
     let sync = ServiceSync::adopt(&maps, maglev)?;
     info!(adopted = sync.service_count(), pins = %config.bpffs.display(), "service maps adopted");
 
-    let (heartbeat, client) = register(&config).await?;
+    // A node in a memory-limited cgroup subtree has that much memory.
+    let layout = CgroupLayout::detect(&HostCgroupFiles, std::path::Path::new("/sys/fs/cgroup"));
+    let subtree_limit = subtree_memory_limit(&HostCgroupFiles, &layout, &config.cgroup_parent());
+    let machine = machine.with_memory_limit(subtree_limit);
+    info!(
+        memory_bytes = machine.memory_bytes,
+        ?subtree_limit,
+        "node memory"
+    );
+    let (mut heartbeat, client) = register(&config, &machine).await?;
+    let (pressure, pressure_seen) = tokio::sync::watch::channel(false);
+    heartbeat.watch_memory_pressure(pressure_seen);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
         let mut stopped = stopped.clone();
@@ -138,8 +150,14 @@ async fn main() -> Result<()> {
     let pods = {
         let (config, shutdown) = (config.clone(), until_stopped());
         let metrics = Arc::clone(&metrics);
+        let eviction = NodeEviction {
+            capacity: machine.memory_bytes,
+            layout,
+            pressure,
+            shutdown: until_stopped(),
+        };
         tokio::spawn(async move {
-            match start_pods(&config, client, metrics, shutdown).await {
+            match start_pods(&config, client, metrics, eviction, shutdown).await {
                 Ok(manager) => {
                     let _ = manager.await;
                 }
@@ -198,7 +216,7 @@ fn housekeeping(config: &Config, client: Client, dataplane: Arc<Dataplane>) -> A
 
 /// Gets this node's credential and registers the node, retrying until the control plane
 /// answers (it may start after the agent).
-async fn register(config: &Config) -> Result<(Heartbeat, Client)> {
+async fn register(config: &Config, machine: &MachineInfo) -> Result<(Heartbeat, Client)> {
     let ca = std::fs::read_to_string(&config.ca_file)
         .with_context(|| format!("reading the cluster CA {}", config.ca_file.display()))?;
     let base = ClientConfig {
@@ -212,7 +230,7 @@ async fn register(config: &Config) -> Result<(Heartbeat, Client)> {
         address: config.node_ip,
         pod_cidr: config.pod_cidr.clone(),
         max_pods: DEFAULT_MAX_PODS,
-        machine: MachineInfo::read(&config.state_dir),
+        machine: machine.clone(),
         runtime_version: "containerd://1.6".into(),
         reserved_memory_bytes: config.reserved_memory_mib << 20,
         node_api_port: config.node_api_listen.port(),
@@ -308,14 +326,27 @@ async fn connect_containerd(config: &Config) -> Containerd {
     }
 }
 
+/// What the eviction manager needs from `main`.
+struct NodeEviction<F> {
+    /// The node's memory capacity in bytes.
+    capacity: u64,
+    layout: CgroupLayout,
+    pressure: tokio::sync::watch::Sender<bool>,
+    shutdown: F,
+}
+
 /// Connects to containerd and starts the pod manager with this node's pod CIDR (the flag,
-/// else the Node's spec.podCIDR).
-async fn start_pods(
+/// else the Node's spec.podCIDR), and the eviction manager beside it.
+async fn start_pods<F>(
     config: &Config,
     client: Client,
     metrics: Arc<AgentMetrics>,
+    eviction: NodeEviction<F>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<tokio::task::JoinHandle<()>> {
+) -> Result<tokio::task::JoinHandle<()>>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let cidr_text = match &config.pod_cidr {
         Some(cidr) => cidr.clone(),
         None => {
@@ -355,6 +386,28 @@ async fn start_pods(
         },
     )?;
     manager.report_to(metrics);
+    let informer = Informer::<Pod>::new(
+        client_for_routes.clone(),
+        "pods",
+        "",
+        WatchConfig::default().fields(&format!("spec.nodeName={}", config.node_name)),
+    );
+    let evictions = EvictionManager {
+        thresholds: config.eviction.eviction_hard.0.clone(),
+        transition_period: config.eviction.eviction_pressure_transition_period,
+        interval: config.eviction.eviction_monitoring_interval,
+        capacity: eviction.capacity,
+        files: Arc::new(HostCgroupFiles),
+        layout: eviction.layout,
+        cgroup_parent: config.cgroup_parent(),
+        // The closure owns the informer: the watch lives as long as the manager.
+        pods: Box::new(move || informer.store().list()),
+        pod_manager: Arc::clone(&manager),
+        client: client_for_routes.clone(),
+        node_name: config.node_name.clone(),
+        pressure: eviction.pressure,
+    };
+    tokio::spawn(evictions.run(eviction.shutdown));
     tokio::spawn(network::routes::run(
         client_for_routes,
         config.node_name.clone(),

@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod defaults;
+pub mod duration;
 pub mod manifest;
 pub mod node_api;
 pub mod object;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use skiff_api::{
     client::{Client, ClientConfig},
+    duration::parse_duration,
     runtime::{Config as WatchConfig, InformerFactory},
 };
 use skiff_control::{
@@ -261,26 +262,6 @@ async fn main() -> Result<()> {
     };
     parts.serve(&args.listen, &pki, metrics, shutdown).await?;
     Ok(())
-}
-
-/// Parses a duration like `40s`, `500ms`, `2m` or `1h` (a bare number is seconds).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 40s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        other => return Err(format!("{other:?} in {text:?} is not one of ms, s, m, h")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// Parses `30000-32767`.

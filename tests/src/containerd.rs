@@ -223,6 +223,47 @@ impl CgroupTree {
     pub fn unified_path(&self) -> PathBuf {
         PathBuf::from(format!("/sys/fs/cgroup/unified{}", self.relative))
     }
+
+    /// Limits the subtree's memory to `bytes`, where runc puts pod memory: the v1 memory
+    /// controller on a hybrid host (`memory.limit_in_bytes`), else the unified `memory.max`
+    /// (with the memory controller enabled for it). The node's agent counts this as its
+    /// memory.
+    ///
+    /// # Errors
+    /// When the directory or the limit cannot be written.
+    pub fn limit_memory(&self, bytes: u64) -> Result<()> {
+        let v1 = Path::new("/sys/fs/cgroup/memory");
+        if v1.join("cgroup.procs").is_file() {
+            let dir = v1.join(self.relative.trim_start_matches('/'));
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string())?;
+        } else {
+            let _ = std::fs::write("/sys/fs/cgroup/unified/cgroup.subtree_control", "+memory");
+            std::fs::write(self.unified_path().join("memory.max"), bytes.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The memory limit of the cgroup at `relative` (e.g. a pod's cgroup), where
+    /// [`CgroupTree::limit_memory`] would write it; `None` when unlimited or absent.
+    pub fn memory_limit_of(relative: &str) -> Option<u64> {
+        let relative = relative.trim_start_matches('/');
+        let v1 = Path::new("/sys/fs/cgroup/memory");
+        let text = if v1.join("cgroup.procs").is_file() {
+            std::fs::read_to_string(v1.join(relative).join("memory.limit_in_bytes"))
+        } else {
+            std::fs::read_to_string(
+                Path::new("/sys/fs/cgroup/unified")
+                    .join(relative)
+                    .join("memory.max"),
+            )
+        };
+        text.ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&l: &u64| l < 1 << 62)
+    }
 }
 
 fn remove_tree(dir: &Path) {

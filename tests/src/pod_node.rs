@@ -153,6 +153,24 @@ impl PodNode {
         self.agent = Some(spawn_guarded(command).expect("spawn skiff-agent"));
     }
 
+    /// Starts a control plane on the embedded store reachable from this node's link, then
+    /// the agent against it; returns the control and an admin client.
+    ///
+    /// # Panics
+    /// When the control plane cannot start (this is test setup).
+    pub async fn start_with_control(&mut self) -> (ControlPlane, skiff_api::client::Client) {
+        let ips = vec![self.link.host_ip];
+        let control = tokio::task::spawn_blocking(move || {
+            ControlPlane::start_listening(crate::control::Backend::Embedded, &ips)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let client = control.admin_client().unwrap();
+        self.start_agent(&control);
+        (control, client)
+    }
+
     /// One attempt's log file of a container of `pod`.
     pub fn pod_log(&self, pod: &Value, container: &str, attempt: u32) -> String {
         let dir = format!(

@@ -8,7 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 use serde_json::{Value, json};
 use skiff_api::client::Client;
 use skiff_tests::{
-    control::{Backend, ControlPlane},
+    control::ControlPlane,
     metrics::{promtool_check, scrape},
     pod_node::{IMAGE, PodNode},
     prometheus::Prometheus,
@@ -33,14 +33,7 @@ async fn start_node(index: u8) -> (PodNode, ControlPlane, Client, SocketAddr) {
         "--housekeeping-interval".into(),
         "500ms".into(),
     ];
-    let ips = vec![node.link.host_ip];
-    let control =
-        tokio::task::spawn_blocking(move || ControlPlane::start_listening(Backend::Embedded, &ips))
-            .await
-            .unwrap()
-            .unwrap();
-    let client = control.admin_client().unwrap();
-    node.start_agent(&control);
+    let (control, client) = node.start_with_control().await;
     (node, control, client, metrics)
 }
 

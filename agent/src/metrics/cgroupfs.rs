@@ -262,6 +262,25 @@ pub fn read_stats(files: &dyn CgroupFiles, layout: &CgroupLayout, relative: &str
     stats
 }
 
+/// The smallest memory limit set on the cgroup at `relative` or any of its ancestors below
+/// the root: how much memory a node living in that subtree has at most.
+pub fn subtree_memory_limit(
+    files: &dyn CgroupFiles,
+    layout: &CgroupLayout,
+    relative: &str,
+) -> Option<u64> {
+    let mut path = String::new();
+    let mut smallest: Option<u64> = None;
+    for part in relative.split('/').filter(|p| !p.is_empty()) {
+        path.push('/');
+        path.push_str(part);
+        if let Some(limit) = read_stats(files, layout, &path).spec.memory_limit {
+            smallest = Some(smallest.map_or(limit, |s| s.min(limit)));
+        }
+    }
+    smallest
+}
+
 fn read_cpu(
     v1_file: &dyn Fn(&[&str], &str) -> Option<String>,
     v2_file: &dyn Fn(&str) -> Option<String>,
@@ -559,6 +578,27 @@ pub(crate) mod tests {
                 cpu_shares: Some(weight_to_shares(100)),
             }
         );
+    }
+
+    #[test]
+    fn the_subtree_limit_is_the_smallest_on_the_way_down() {
+        let mut files = FakeFiles::default();
+        files.put("/cg/memory/skiff/memory.limit_in_bytes", "1073741824");
+        files.put("/cg/memory/skiff/node-1/memory.limit_in_bytes", "629145600");
+        files.put(
+            "/cg/memory/skiff/node-2/memory.limit_in_bytes",
+            "9223372036854771712",
+        );
+        let layout = hybrid();
+        assert_eq!(
+            subtree_memory_limit(&files, &layout, "/skiff/node-1"),
+            Some(600 << 20)
+        );
+        assert_eq!(
+            subtree_memory_limit(&files, &layout, "/skiff/node-2"),
+            Some(1 << 30)
+        );
+        assert_eq!(subtree_memory_limit(&files, &layout, "/elsewhere"), None);
     }
 
     #[test]

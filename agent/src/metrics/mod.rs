@@ -44,25 +44,15 @@ fn parse_listen(text: &str) -> Result<MetricsListen, String> {
         .map_err(|_| format!("{text:?} is not an address such as 0.0.0.0:10255, or none"))
 }
 
-/// A duration like `10s`, `500ms` or `1m`, within housekeeping's sensible range.
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 10s, 500ms or 1m"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        other => return Err(format!("{other:?} in {text:?} is not one of ms, s, m")),
-    };
-    let interval = Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))?;
+/// A duration like `10s`, `500ms` or `1m`, within housekeeping's sensible range
+/// (100ms..10m); also the eviction manager's.
+///
+/// # Errors
+/// A message naming the text and what is wrong with it.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = skiff_api::duration::parse_duration(text)?;
     if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&interval) {
-        return Err(format!("{text:?} is outside 100ms..10m"));
+        return Err(format!("{:?} is outside 100ms..10m", text.trim()));
     }
     Ok(interval)
 }

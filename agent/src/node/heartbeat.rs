@@ -43,6 +43,8 @@ pub struct Heartbeat {
     facts: NodeFacts,
     timings: HeartbeatTimings,
     reported: Option<(Value, Instant)>,
+    /// MemoryPressure from the eviction manager (none: never under pressure).
+    memory_pressure: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Heartbeat {
@@ -52,7 +54,13 @@ impl Heartbeat {
             facts,
             timings,
             reported: None,
+            memory_pressure: None,
         }
+    }
+
+    /// Reports MemoryPressure as `pressure` says, and reports at once when it changes.
+    pub fn watch_memory_pressure(&mut self, pressure: tokio::sync::watch::Receiver<bool>) {
+        self.memory_pressure = Some(pressure);
     }
 
     /// Creates the Node if it does not exist (or adopts the existing one), reports its
@@ -89,6 +97,7 @@ impl Heartbeat {
     /// Beats until `shutdown` completes, logging (and retrying) failures.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut ticker = tokio::time::interval(self.timings.lease_renew_interval);
+        let mut pressure = self.memory_pressure.clone();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -97,13 +106,22 @@ impl Heartbeat {
                         warn!(%error, "node heartbeat failed");
                     }
                 }
+                () = pressure_changed(&mut pressure) => {
+                    if let Err(error) = self.report_status(false).await {
+                        warn!(%error, "reporting the node's MemoryPressure failed");
+                    }
+                }
                 () = &mut shutdown => return,
             }
         }
     }
 
     async fn report_status(&mut self, force: bool) -> Result<(), ClientError> {
-        let status = node_status(&self.facts);
+        let pressure = self
+            .memory_pressure
+            .as_ref()
+            .is_some_and(|receiver| *receiver.borrow());
+        let status = node_status(&self.facts, pressure);
         let due = match &self.reported {
             None => true,
             Some((last, at)) => {
@@ -183,6 +201,16 @@ impl Heartbeat {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Completes when `pressure` changes; never when there is none or its sender is gone.
+async fn pressure_changed(pressure: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    if let Some(receiver) = pressure
+        && receiver.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// True when every condition of `status` has the same status in the Node `current`.

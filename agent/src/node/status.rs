@@ -50,6 +50,16 @@ impl MachineInfo {
             boot_id: read("/proc/sys/kernel/random/boot_id"),
         }
     }
+
+    /// The machine as a node in a cgroup subtree with a memory `limit` sees it: that much
+    /// memory when it is less than the machine's (capacity, allocatable and eviction all
+    /// count from it).
+    pub fn with_memory_limit(mut self, limit: Option<u64>) -> Self {
+        if let Some(limit) = limit {
+            self.memory_bytes = self.memory_bytes.min(limit);
+        }
+        self
+    }
 }
 
 fn filesystem_size(path: &Path) -> Option<u64> {
@@ -102,8 +112,9 @@ pub fn node_object(facts: &NodeFacts) -> Value {
 }
 
 /// The NodeStatus this agent reports (without heartbeat times, so that two calls with the
-/// same facts compare equal and an unchanged status is not rewritten).
-pub fn node_status(facts: &NodeFacts) -> Value {
+/// same facts compare equal and an unchanged status is not rewritten); `memory_pressure`
+/// comes from the eviction manager.
+pub fn node_status(facts: &NodeFacts, memory_pressure: bool) -> Value {
     let machine = &facts.machine;
     let capacity = json!({
         "cpu": machine.cpus.to_string(),
@@ -122,12 +133,27 @@ pub fn node_status(facts: &NodeFacts) -> Value {
         addresses.insert(0, json!({"type": "InternalIP", "address": ip.to_string()}));
     }
     let condition = |kind: &str, status: &str, reason: &str, message: &str| json!({"type": kind, "status": status, "reason": reason, "message": message});
+    let memory = if memory_pressure {
+        condition(
+            "MemoryPressure",
+            "True",
+            "KubeletHasInsufficientMemory",
+            "skiff-agent has insufficient memory available",
+        )
+    } else {
+        condition(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "skiff-agent has sufficient memory available",
+        )
+    };
     json!({
         "capacity": capacity,
         "allocatable": allocatable,
         "addresses": addresses,
         "conditions": [
-            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "skiff-agent has sufficient memory available"),
+            memory,
             condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "skiff-agent has no disk pressure"),
             condition("PIDPressure", "False", "KubeletHasSufficientPID", "skiff-agent has sufficient PID available"),
             condition("NetworkUnavailable", "False", "RouteCreated", "pod network routes are in place"),
@@ -176,7 +202,7 @@ mod tests {
 
     #[test]
     fn allocatable_memory_holds_back_the_reservation() {
-        let status = node_status(&facts());
+        let status = node_status(&facts(), false);
         assert_eq!(status["capacity"]["memory"], "8388608Ki");
         assert_eq!(
             status["allocatable"]["memory"],
@@ -188,7 +214,7 @@ mod tests {
 
     #[test]
     fn the_internal_ip_comes_first_and_the_node_reports_ready() {
-        let status = node_status(&facts());
+        let status = node_status(&facts(), false);
         assert_eq!(
             status["addresses"][0],
             json!({"type": "InternalIP", "address": "10.250.0.11"})
@@ -204,8 +230,32 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_limited_subtree_is_the_nodes_memory() {
+        let mut facts = facts();
+        facts.machine = facts.machine.with_memory_limit(Some(600 << 20));
+        let status = node_status(&facts, false);
+        assert_eq!(status["capacity"]["memory"], "614400Ki");
+        assert_eq!(status["allocatable"]["memory"], "512000Ki");
+        let roomy = self::facts().machine.with_memory_limit(Some(1 << 40));
+        assert_eq!(roomy.memory_bytes, 8 << 30);
+    }
+
+    #[test]
+    fn memory_pressure_reports_kubelets_reason() {
+        let status = node_status(&facts(), true);
+        let memory = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "MemoryPressure")
+            .unwrap();
+        assert_eq!(memory["status"], "True");
+        assert_eq!(memory["reason"], "KubeletHasInsufficientMemory");
+    }
+
+    #[test]
     fn the_same_facts_give_the_same_status_so_nothing_is_rewritten() {
-        assert_eq!(node_status(&facts()), node_status(&facts()));
+        assert_eq!(node_status(&facts(), false), node_status(&facts(), false));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A pod's QoS class (Guaranteed, Burstable, BestEffort) and the cgroup settings kubelet
-//! derives from requests and limits: the per-pod parent cgroup in its QoS tier, CPU shares
-//! and quota, memory and pids limits.
+//! derives from requests and limits: the per-pod parent cgroup in its QoS tier and its
+//! pod-level limits, each container's CPU shares and quota, memory and pids limits.
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use skiff_api::validation::quantity::Quantity;
@@ -114,6 +114,104 @@ pub fn milli_cpu_to_quota(milli: i64) -> Option<i64> {
         return None;
     }
     Some((milli * CPU_PERIOD_US as i64 / 1000).max(1000))
+}
+
+/// The pod cgroup's settings (kubelet's `ResourceConfigForPod`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodResources {
+    pub cpu_shares: u64,
+    /// CFS quota per [`CPU_PERIOD_US`]; none unless every container has a CPU limit.
+    pub cpu_quota: Option<i64>,
+    /// Bytes; none unless every container has a memory limit.
+    pub memory_limit: Option<i64>,
+}
+
+/// The pod's total of one resource as kubelet's `PodRequests`/`PodLimits` add it up: the
+/// sum over the regular containers and the sidecars (init containers with restartPolicy
+/// Always, which keep running), or the most any init container needs beside the sidecars
+/// started before it if that is more, plus the pod's overhead. `None` when some container
+/// lacks the value (`per_container` returned none).
+fn pod_total(
+    pod: &Pod,
+    resource: &str,
+    per_container: impl Fn(&Container) -> Option<i64>,
+) -> Option<i64> {
+    let spec = pod.spec.as_ref()?;
+    let mut sum: i64 = 0;
+    for container in &spec.containers {
+        sum = sum.saturating_add(per_container(container)?);
+    }
+    let mut sidecars: i64 = 0;
+    let mut largest_init: i64 = 0;
+    for container in spec.init_containers.iter().flatten() {
+        let value = per_container(container)?;
+        let during = if container.restart_policy.as_deref() == Some("Always") {
+            sidecars = sidecars.saturating_add(value);
+            sidecars
+        } else {
+            sidecars.saturating_add(value)
+        };
+        largest_init = largest_init.max(during);
+    }
+    let sum = sum.saturating_add(sidecars);
+    let overhead = spec
+        .overhead
+        .as_ref()
+        .and_then(|o| o.get(resource))
+        .and_then(|q| Quantity::parse(&q.0).ok())
+        .map_or(0, |q| {
+            if resource == "cpu" {
+                q.milli_value()
+            } else {
+                q.value()
+            }
+        });
+    Some(sum.max(largest_init).saturating_add(overhead))
+}
+
+/// A container's memory request, defaulting to its limit (as the API does).
+pub fn memory_request(container: &Container) -> Option<Quantity> {
+    request(container, "memory")
+}
+
+/// The pod's memory request in bytes (regular containers summed, init containers' largest
+/// if more, requests defaulting to limits); 0 when nothing is requested.
+pub fn pod_memory_request(pod: &Pod) -> i64 {
+    pod_total(pod, "memory", |c| {
+        Some(request(c, "memory").map_or(0, |q| q.value()))
+    })
+    .unwrap_or(0)
+}
+
+/// The settings of the pod's cgroup: cpu.shares from the summed CPU requests, a CFS quota
+/// from the summed CPU limits when every container has one, and a memory limit from the
+/// summed memory limits when every container has one (BestEffort pods get the smallest
+/// shares and no limit).
+pub fn pod_resources(pod: &Pod) -> PodResources {
+    let limit = |resource: &'static str, unit: fn(&Quantity) -> i64| {
+        move |c: &Container| {
+            quantity(c, "limits", resource)
+                .filter(|q| !q.is_zero())
+                .map(|q| unit(&q))
+        }
+    };
+    if qos_class(pod) == QosClass::BestEffort {
+        return PodResources {
+            cpu_shares: MIN_SHARES,
+            cpu_quota: None,
+            memory_limit: None,
+        };
+    }
+    let cpu_request = pod_total(pod, "cpu", |c| {
+        Some(request(c, "cpu").map_or(0, |q| q.milli_value()))
+    })
+    .unwrap_or(0);
+    PodResources {
+        cpu_shares: milli_cpu_to_shares(cpu_request),
+        cpu_quota: pod_total(pod, "cpu", limit("cpu", Quantity::milli_value))
+            .and_then(milli_cpu_to_quota),
+        memory_limit: pod_total(pod, "memory", limit("memory", Quantity::value)),
+    }
 }
 
 /// The cgroup settings of one container.
@@ -232,6 +330,101 @@ mod tests {
         assert_eq!(r.cpu_quota, None);
         assert_eq!(r.memory_limit, Some(32 << 20));
         assert_eq!(r.pids_limit, Some(99));
+    }
+
+    fn with_init(mut pod: Pod, init: Vec<Container>) -> Pod {
+        pod.spec.as_mut().unwrap().init_containers = Some(init);
+        pod
+    }
+
+    #[test]
+    fn the_pod_cgroup_limits_are_the_sums_of_its_containers_limits() {
+        let a = container(&[], &[("cpu", "500m"), ("memory", "64Mi")]);
+        let b = container(&[], &[("cpu", "250m"), ("memory", "32Mi")]);
+        assert_eq!(
+            pod_resources(&pod(vec![a.clone(), b.clone()])),
+            PodResources {
+                cpu_shares: milli_cpu_to_shares(750),
+                cpu_quota: Some(75_000),
+                memory_limit: Some(96 << 20),
+            }
+        );
+        // One container without a memory limit: no pod memory limit; CPU still summed.
+        let c = container(&[("memory", "16Mi")], &[("cpu", "100m")]);
+        let burstable = pod_resources(&pod(vec![a.clone(), c]));
+        assert_eq!(burstable.memory_limit, None);
+        assert_eq!(burstable.cpu_quota, Some(60_000));
+        assert_eq!(burstable.cpu_shares, milli_cpu_to_shares(600));
+        // Requests alone: shares, no quota and no limit.
+        let d = container(&[("cpu", "200m"), ("memory", "16Mi")], &[]);
+        assert_eq!(
+            pod_resources(&pod(vec![d])),
+            PodResources {
+                cpu_shares: 204,
+                cpu_quota: None,
+                memory_limit: None,
+            }
+        );
+    }
+
+    #[test]
+    fn an_init_container_larger_than_the_sum_of_the_others_sets_the_pod_limit() {
+        let a = container(&[], &[("cpu", "500m"), ("memory", "64Mi")]);
+        let b = container(&[], &[("cpu", "250m"), ("memory", "32Mi")]);
+        let big_init = container(&[], &[("cpu", "1"), ("memory", "80Mi")]);
+        let resources = pod_resources(&with_init(pod(vec![a.clone(), b.clone()]), vec![big_init]));
+        assert_eq!(resources.cpu_quota, Some(100_000), "max(1000m, 750m)");
+        assert_eq!(resources.memory_limit, Some(96 << 20), "max(80Mi, 96Mi)");
+        let small_init = container(&[], &[("cpu", "100m"), ("memory", "8Mi")]);
+        let resources = pod_resources(&with_init(pod(vec![a.clone()]), vec![small_init]));
+        assert_eq!(resources.memory_limit, Some(64 << 20));
+        // An init container without limits leaves the pod unlimited.
+        let bare_init = container(&[("memory", "1Mi")], &[]);
+        let resources = pod_resources(&with_init(pod(vec![a, b]), vec![bare_init]));
+        assert_eq!(resources.memory_limit, None);
+        assert_eq!(resources.cpu_quota, None);
+    }
+
+    #[test]
+    fn sidecars_add_to_the_pod_and_to_every_later_init_container() {
+        let sidecar = |memory: &str| Container {
+            restart_policy: Some("Always".into()),
+            ..container(&[], &[("cpu", "100m"), ("memory", memory)])
+        };
+        let app = container(&[], &[("cpu", "100m"), ("memory", "64Mi")]);
+        let init = container(&[], &[("cpu", "100m"), ("memory", "100Mi")]);
+        // sidecar 16Mi, then init 100Mi beside it (116Mi), then app 64Mi + sidecar 16Mi.
+        let pod = with_init(pod(vec![app.clone()]), vec![sidecar("16Mi"), init]);
+        assert_eq!(pod_resources(&pod).memory_limit, Some(116 << 20));
+        // Without a larger init container: the app and the sidecar together.
+        let pod = with_init(self::pod(vec![app]), vec![sidecar("16Mi")]);
+        assert_eq!(pod_resources(&pod).memory_limit, Some(80 << 20));
+        assert_eq!(pod_memory_request(&pod), 80 << 20);
+    }
+
+    #[test]
+    fn best_effort_pods_get_the_smallest_shares_and_no_limits() {
+        assert_eq!(
+            pod_resources(&pod(vec![container(&[], &[]), container(&[], &[])])),
+            PodResources {
+                cpu_shares: MIN_SHARES,
+                cpu_quota: None,
+                memory_limit: None,
+            }
+        );
+    }
+
+    #[test]
+    fn the_pod_memory_request_adds_requests_and_defaults_them_to_limits() {
+        let a = container(&[("memory", "64Mi")], &[]);
+        let b = container(&[], &[("memory", "32Mi")]);
+        assert_eq!(pod_memory_request(&pod(vec![a.clone(), b])), 96 << 20);
+        let init = container(&[("memory", "100Mi")], &[]);
+        assert_eq!(
+            pod_memory_request(&with_init(pod(vec![a]), vec![init])),
+            100 << 20
+        );
+        assert_eq!(pod_memory_request(&pod(vec![container(&[], &[])])), 0);
     }
 
     proptest! {

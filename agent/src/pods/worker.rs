@@ -22,11 +22,12 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{
-    backoff, probes, qos,
+    backoff, pod_cgroup, probes, qos,
     status::{self, Attempt, AttemptState, Waiting},
     volumes,
 };
 use crate::{
+    metrics::cgroupfs::{CgroupLayout, HostCgroupFiles},
     network::{Cidr, ipam::Ipam, namespaces, veth},
     runtime::{
         ContainerCreate, ContainerRecord, Runtime, RuntimeError, labels,
@@ -109,6 +110,11 @@ struct PodMemory {
     termination_started: Option<Instant>,
     killed: bool,
     failures: HashMap<String, StartFailure>,
+    /// The pod cgroup exists with its pod-level limits.
+    cgroup_ready: bool,
+    /// Set by [`PodManager::evict`]: the eviction message; the pod's containers are
+    /// killed and it ends Failed with reason Evicted.
+    evicted: Option<String>,
 }
 
 /// Runs the pods bound to this node.
@@ -120,6 +126,10 @@ pub struct PodManager {
     memory: Mutex<HashMap<String, PodMemory>>,
     /// Where reconcile durations and failures are reported, once set.
     metrics: std::sync::OnceLock<Arc<crate::metrics::AgentMetrics>>,
+    /// The work queue, once [`PodManager::run`] made it (evictions go through it).
+    queue: std::sync::OnceLock<WorkQueue<ObjectKey>>,
+    /// Where the cgroup hierarchies are (for the pod cgroups' limits).
+    layout: CgroupLayout,
 }
 
 impl std::fmt::Debug for PodManager {
@@ -297,6 +307,7 @@ impl PodManager {
         config: PodManagerConfig,
     ) -> Result<Arc<Self>, crate::network::ipam::IpamError> {
         let ipam = Ipam::new(config.pod_cidr, &config.state_dir.join("ipam"))?;
+        let layout = CgroupLayout::detect(&HostCgroupFiles, &config.cgroup_mount);
         Ok(Arc::new(Self {
             client,
             runtime,
@@ -304,6 +315,8 @@ impl PodManager {
             config,
             memory: Mutex::new(HashMap::new()),
             metrics: std::sync::OnceLock::new(),
+            queue: std::sync::OnceLock::new(),
+            layout,
         }))
     }
 
@@ -321,6 +334,7 @@ impl PodManager {
             WatchConfig::default().fields(&format!("spec.nodeName={}", self.config.node_name)),
         );
         let queue = WorkQueue::new();
+        let _ = self.queue.set(queue.clone());
         let (store, mut changes, feed) = (informer.store(), informer.subscribe(), queue.clone());
         let feeder = tokio::spawn(async move {
             while let Some(change) = changes.recv().await {
@@ -519,6 +533,12 @@ impl PodManager {
             return Ok(Action::Done);
         }
 
+        let evicted = self.recall(&uid, |m| m.evicted.is_some()) == Some(true);
+        if evicted && self.kill_running(&records).await {
+            // Hard eviction: no grace period; the status is written once all have stopped.
+            return Ok(Action::RequeueAfter(Duration::from_millis(100)));
+        }
+
         // The sandbox: namespaces, address, veth.
         let pod_ip = self.ensure_network(&pod, &uid).await?;
         let volumes = self.volumes(&pod, &uid).await;
@@ -530,6 +550,9 @@ impl PodManager {
             .unwrap_or_else(|| "Always".into());
         let class = qos::qos_class(&pod);
         let pod_cgroup = qos::pod_cgroup(&self.config.cgroup_parent, class, &uid);
+        if !evicted {
+            self.ensure_pod_cgroup(&pod, &uid, &pod_cgroup);
+        }
         let now_unix = jiff::Timestamp::now().as_second();
         let mut by_container = status::attempts_by_container(&records);
 
@@ -569,7 +592,7 @@ impl PodManager {
         let init_containers = spec.init_containers.clone().unwrap_or_default();
         let mut init_done = true;
         let mut init_failed = false;
-        for container in &init_containers {
+        for container in init_containers.iter().filter(|_| !evicted) {
             let attempts = by_container.get(&container.name);
             let last = attempts.and_then(|a| a.last());
             let next = match last {
@@ -602,7 +625,7 @@ impl PodManager {
             break;
         }
 
-        if init_done {
+        if init_done && !evicted {
             for container in &spec.containers {
                 let attempts = by_container.get(&container.name);
                 let next = match attempts.and_then(|a| a.last()) {
@@ -649,7 +672,7 @@ impl PodManager {
                 .seen_running
                 .retain(|id, _| live.contains(id.as_str()));
         }
-        let ready = if init_done {
+        let ready = if init_done && !evicted {
             self.run_probes(&pod, &uid, &spec.containers, &by_container, pod_ip)
                 .await
         } else {
@@ -668,7 +691,93 @@ impl PodManager {
             init_failed,
         )
         .await?;
+        if evicted {
+            info!(pod = %name, "evicted: containers stopped, status Failed");
+            return Ok(Action::Done);
+        }
         Ok(Action::RequeueAfter(requeue))
+    }
+
+    /// What this agent remembers of the pod `uid`, read through `read`.
+    fn recall<T>(&self, uid: &str, read: impl FnOnce(&PodMemory) -> T) -> Option<T> {
+        self.memory.lock().expect("pod memory").get(uid).map(read)
+    }
+
+    /// Creates the pod cgroup with its pod-level limits, once per pod (a failure is logged
+    /// and tried again on the next reconcile; the containers' own limits still apply).
+    fn ensure_pod_cgroup(&self, pod: &Pod, uid: &str, pod_cgroup: &str) {
+        if self.recall(uid, |m| m.cgroup_ready) == Some(true) {
+            return;
+        }
+        let resources = qos::pod_resources(pod);
+        match pod_cgroup::ensure(&self.layout, pod_cgroup, &resources) {
+            Ok(()) => {
+                self.memory
+                    .lock()
+                    .expect("pod memory")
+                    .entry(uid.to_string())
+                    .or_default()
+                    .cgroup_ready = true;
+            }
+            Err(error) => {
+                warn!(pod = %pod_name(pod), error = %crate::error_chain(&error), "setting the pod cgroup's limits")
+            }
+        }
+    }
+
+    /// Sends SIGKILL to every running container of `records`; true when any was running.
+    async fn kill_running(&self, records: &[ContainerRecord]) -> bool {
+        let mut any = false;
+        for record in records {
+            if matches!(record.task, crate::runtime::TaskState::Running { .. }) {
+                any = true;
+                let _ = self.runtime.kill(&record.id, libc::SIGKILL as u32).await;
+            }
+        }
+        any
+    }
+
+    /// Evicts the pod (kubelet's hard eviction): its containers are killed without a grace
+    /// period and never restarted, and its status becomes phase Failed, reason Evicted,
+    /// with `message`. Returns once its containers have stopped, or after `wait`.
+    ///
+    /// # Errors
+    /// When the runtime cannot list the containers.
+    pub async fn evict(
+        &self,
+        pod: &Pod,
+        message: String,
+        wait: Duration,
+    ) -> Result<(), WorkerError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.memory
+            .lock()
+            .expect("pod memory")
+            .entry(uid.clone())
+            .or_default()
+            .evicted = Some(message);
+        if let Some(queue) = self.queue.get() {
+            queue.add(ObjectKey::of(pod));
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let records = self
+                .runtime
+                .list()
+                .await
+                .map_err(|source| WorkerError::Runtime {
+                    pod: pod_name(pod),
+                    source,
+                })?;
+            let ours: Vec<ContainerRecord> = records
+                .into_iter()
+                .filter(|r| r.labels.get(labels::POD_UID) == Some(&uid))
+                .collect();
+            if !self.kill_running(&ours).await || Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1201,6 +1310,28 @@ impl PodManager {
         }
         if !init_statuses.is_empty() {
             new["initContainerStatuses"] = json!(init_statuses);
+        }
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let evicted = self.recall(uid, |m| m.evicted.clone()).flatten();
+        if let Some(message) = evicted {
+            new["phase"] = json!("Failed");
+            new["reason"] = json!("Evicted");
+            new["message"] = json!(message);
+            new["conditions"] = status::conditions(
+                old.get("conditions"),
+                &now,
+                &[
+                    ("PodScheduled", true),
+                    ("Initialized", init_done),
+                    ("ContainersReady", false),
+                    ("Ready", false),
+                    ("DisruptionTarget", true),
+                ],
+            );
+            if let Some(target) = new["conditions"].as_array_mut().and_then(|c| c.last_mut()) {
+                target["reason"] = json!("TerminationByKubelet");
+                target["message"] = json!(message);
+            }
         }
         // Compare as the API would store it (normalised through the typed status).
         let normalised: Value =

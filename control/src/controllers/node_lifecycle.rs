@@ -2,7 +2,9 @@
 //! turns Ready=Unknown; nodes that are not ready are tainted (`unreachable` / `not-ready`,
 //! NoSchedule and NoExecute, NoExecute rate-limited), and pods on a NoExecute-tainted node
 //! are evicted once their tolerations run out (Kubernetes' node lifecycle and taint
-//! eviction controllers).
+//! eviction controllers). Pressure conditions the agent reports (MemoryPressure,
+//! DiskPressure, PIDPressure, NetworkUnavailable) give the node their NoSchedule taint
+//! while they are True (Kubernetes' taint-nodes-by-condition).
 
 use std::{
     collections::HashMap,
@@ -35,6 +37,22 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub use crate::apiserver::admission::{NOT_READY_TAINT, UNREACHABLE_TAINT};
 /// The index of pods by `spec.nodeName`.
 pub const BY_NODE: &str = "node";
+/// The NoSchedule taint each node condition calls for while it has this status
+/// (Kubernetes' `nodeConditionToTaintKeyStatusMap`, Ready aside).
+pub const CONDITION_TAINTS: [(&str, &str, &str); 4] = [
+    (
+        "MemoryPressure",
+        "True",
+        "node.kubernetes.io/memory-pressure",
+    ),
+    ("DiskPressure", "True", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "True", "node.kubernetes.io/pid-pressure"),
+    (
+        "NetworkUnavailable",
+        "True",
+        "node.kubernetes.io/network-unavailable",
+    ),
+];
 
 /// Why a node or its pods could not be brought in line.
 #[derive(Debug, thiserror::Error)]
@@ -154,10 +172,15 @@ fn format_time(at: Timestamp) -> String {
 
 /// The status of the node's Ready condition ("" when it has none).
 fn ready_status(node: &Node) -> &str {
+    condition_status(node, "Ready")
+}
+
+/// The status of the node's condition `kind` ("" when it has none).
+fn condition_status<'a>(node: &'a Node, kind: &str) -> &'a str {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.iter().find(|c| c.type_ == kind))
         .map_or("", |c| c.status.as_str())
 }
 
@@ -357,8 +380,8 @@ impl<A: ClusterApi> Reconciler<A> {
         nodes.len() > 1 && nodes.iter().all(|n| ready_status(n) != "True")
     }
 
-    /// Writes the taints the Ready condition calls for; returns when to look again if a
-    /// NoExecute taint had to wait for the rate limiter.
+    /// Writes the taints the Ready condition and the pressure conditions call for; returns
+    /// when to look again if a NoExecute taint had to wait for the rate limiter.
     async fn sync_taints(&self, node: &mut Node) -> Result<Option<Instant>, NodeLifecycleError> {
         let name = node.metadata.name.clone().unwrap_or_default();
         let wanted = match ready_status(node) {
@@ -371,14 +394,31 @@ impl<A: ClusterApi> Reconciler<A> {
             .as_ref()
             .and_then(|s| s.taints.clone())
             .unwrap_or_default();
+        let by_condition: Vec<&str> = CONDITION_TAINTS
+            .iter()
+            .filter(|(kind, status, _)| condition_status(node, kind) == *status)
+            .map(|(_, _, key)| *key)
+            .collect();
         let mut taints: Vec<Taint> = current
             .iter()
             .filter(|t| {
+                if CONDITION_TAINTS.iter().any(|(_, _, key)| t.key == *key) {
+                    return t.effect == "NoSchedule" && by_condition.contains(&t.key.as_str());
+                }
                 let ours = t.key == UNREACHABLE_TAINT || t.key == NOT_READY_TAINT;
                 !ours || Some(t.key.as_str()) == wanted
             })
             .cloned()
             .collect();
+        for key in by_condition {
+            if !taints.iter().any(|t| t.key == key) {
+                taints.push(Taint {
+                    key: key.into(),
+                    effect: "NoSchedule".into(),
+                    ..Taint::default()
+                });
+            }
+        }
         let mut wait = None;
         if let Some(key) = wanted {
             let has = |taints: &[Taint], effect: &str| {
@@ -837,6 +877,43 @@ mod tests {
             Action::RequeueAfter(Duration::from_secs(10))
         );
         assert!(api.writes().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn memory_pressure_taints_the_node_no_schedule_until_it_ends() {
+        let api = FakeApi::new();
+        let mut pressed = node(
+            "n1",
+            "True",
+            json!([{"key": "team", "effect": "NoSchedule"}]),
+        );
+        pressed["status"]["conditions"][1]["status"] = json!("True");
+        let r = reconciler(&api, vec![pressed], vec![lease("n1", "5")], vec![]);
+        r.reconcile("n1").await.unwrap();
+        let written = patches(&api, "nodes", "");
+        assert_eq!(
+            taint_keys(&written[0].1["spec"]["taints"]),
+            [
+                "team:NoSchedule",
+                "node.kubernetes.io/memory-pressure:NoSchedule"
+            ]
+        );
+        assert!(deleted(&api).is_empty(), "NoSchedule evicts nothing");
+
+        let api = FakeApi::new();
+        let relieved = node(
+            "n1",
+            "True",
+            json!([{"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"},
+                   {"key": "team", "effect": "NoSchedule"}]),
+        );
+        let r = reconciler(&api, vec![relieved], vec![lease("n1", "5")], vec![]);
+        r.reconcile("n1").await.unwrap();
+        let written = patches(&api, "nodes", "");
+        assert_eq!(
+            taint_keys(&written[0].1["spec"]["taints"]),
+            ["team:NoSchedule"]
+        );
     }
 
     #[tokio::test(start_paused = true)]
