@@ -106,6 +106,29 @@ impl PodNode {
         }
     }
 
+    /// Node `index` with `agent_args`, a control plane on the embedded store that listens
+    /// on the node's link, the administrator's client, and the agent started.
+    ///
+    /// # Panics
+    /// When any part cannot be started (this is test setup).
+    pub async fn start_with_control(
+        index: u8,
+        agent_args: Vec<String>,
+    ) -> (PodNode, ControlPlane, skiff_api::client::Client) {
+        let mut node = PodNode::new(index);
+        node.agent_args = agent_args;
+        let host = node.link.host_ip;
+        let control = tokio::task::spawn_blocking(move || {
+            ControlPlane::start_listening(crate::control::Backend::Embedded, &[host])
+        })
+        .await
+        .expect("the control plane's start task")
+        .expect("the control plane starts");
+        let client = control.admin_client().expect("the admin client");
+        node.start_agent(&control);
+        (node, control, client)
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.state.path().join("agent.log")).unwrap_or_default()
