@@ -125,7 +125,11 @@ mod tests {
         assert_eq!(memory_quantity(0), "0");
         assert_eq!(memory_quantity(12_345 * 1024), "12345Ki");
         assert_eq!(memory_quantity(64 << 20), "64Mi");
-        assert_eq!(memory_quantity(1000), "1k", "below 1Ki Kubernetes prints decimal");
+        assert_eq!(
+            memory_quantity(1000),
+            "1k",
+            "below 1Ki Kubernetes prints decimal"
+        );
         assert_eq!(memory_quantity(1025), "1025");
     }
 }

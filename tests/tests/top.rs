@@ -101,8 +101,7 @@ async fn pod_metrics(client: &Client) -> Result<Vec<Value>, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privileged_top_shows_a_busy_pod_above_an_idle_one_and_the_node_through_metrics_k8s_io()
-{
+async fn privileged_top_shows_a_busy_pod_above_an_idle_one_and_the_node_through_metrics_k8s_io() {
     require_root();
     let args = vec!["--housekeeping-interval".to_string(), "500ms".to_string()];
     let (node, control, client) = PodNode::start_with_control(51, args).await;
@@ -114,15 +113,19 @@ async fn privileged_top_shows_a_busy_pod_above_an_idle_one_and_the_node_through_
     }
 
     // `top pods` lists both once each has a window, the busy one spinning a core.
-    let table = eventually("top pods to list both pods, busy above 100m", DEADLINE, || async {
-        let out = skiffctl(&control, None, &["top", "pods", "-l", LABELS]).await;
-        let table = text(&out.stdout);
-        let found = rows(&table);
-        match (found.get("busy"), found.get("idle")) {
-            (Some(busy), Some(_)) if millicores(&busy[1]) > 100 => Ok(table),
-            _ => Err(format!("{table}{}", text(&out.stderr))),
-        }
-    })
+    let table = eventually(
+        "top pods to list both pods, busy above 100m",
+        DEADLINE,
+        || async {
+            let out = skiffctl(&control, None, &["top", "pods", "-l", LABELS]).await;
+            let table = text(&out.stdout);
+            let found = rows(&table);
+            match (found.get("busy"), found.get("idle")) {
+                (Some(busy), Some(_)) if millicores(&busy[1]) > 100 => Ok(table),
+                _ => Err(format!("{table}{}", text(&out.stderr))),
+            }
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\nagent log:\n{}", node.log()));
     println!("{table}");
@@ -133,17 +136,33 @@ async fn privileged_top_shows_a_busy_pod_above_an_idle_one_and_the_node_through_
         millicores(&busy[1]) > millicores(&idle[1]),
         "busy {busy:?} vs idle {idle:?}"
     );
-    assert!(busy[2].ends_with("Mi") && idle[2].ends_with("Mi"), "{table}");
+    assert!(
+        busy[2].ends_with("Mi") && idle[2].ends_with("Mi"),
+        "{table}"
+    );
 
     // Per container, and sorted by CPU.
-    let out = skiffctl(&control, None, &["top", "pods", "--containers", "-l", LABELS]).await;
+    let out = skiffctl(
+        &control,
+        None,
+        &["top", "pods", "--containers", "-l", LABELS],
+    )
+    .await;
     let containers = text(&out.stdout);
     assert!(out.status.success(), "{containers}{}", text(&out.stderr));
-    assert_eq!(rows(&containers)["POD"], ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]);
+    assert_eq!(
+        rows(&containers)["POD"],
+        ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    );
     assert_eq!(rows(&containers)["busy"][1], "main");
     let out = skiffctl(&control, None, &["top", "pods", "-A", "--sort-by", "cpu"]).await;
     let sorted = text(&out.stdout);
-    let second_line: Vec<&str> = sorted.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    let second_line: Vec<&str> = sorted
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert_eq!(second_line[..2], ["default", "busy"], "{sorted}");
 
     // The node, with its share of allocatable.
@@ -177,14 +196,24 @@ async fn privileged_top_shows_a_busy_pod_above_an_idle_one_and_the_node_through_
         let (_, memory) = pod_usage(item);
         assert!(memory > 0, "{item}");
     }
-    let by_name = |name: &str| pod_usage(items.iter().find(|i| i["metadata"]["name"] == name).unwrap());
+    let by_name = |name: &str| {
+        pod_usage(
+            items
+                .iter()
+                .find(|i| i["metadata"]["name"] == name)
+                .unwrap(),
+        )
+    };
     assert!(by_name("busy").0 > by_name("idle").0);
     let node_metrics = client
         .get("nodes.metrics.k8s.io", "", &node.name)
         .await
         .unwrap();
     assert_eq!(node_metrics["kind"], "NodeMetrics");
-    assert!(node_metrics["usage"]["memory"].is_string(), "{node_metrics}");
+    assert!(
+        node_metrics["usage"]["memory"].is_string(),
+        "{node_metrics}"
+    );
     let missing = client
         .get("pods.metrics.k8s.io", "default", "nope")
         .await
@@ -209,9 +238,7 @@ async fn privileged_top_shows_a_busy_pod_above_an_idle_one_and_the_node_through_
     assert!(
         message.contains("Forbidden")
             && message.contains("system:serviceaccount:default:default")
-            && message.contains(
-                "cannot list resource \"nodes\" in API group \"metrics.k8s.io\""
-            ),
+            && message.contains("cannot list resource \"nodes\" in API group \"metrics.k8s.io\""),
         "{message}"
     );
     let viewer = control.client_with_token(&token).unwrap();
