@@ -223,6 +223,41 @@ async fn privileged_top_shows_a_busy_pod_above_an_idle_one_and_the_node_through_
         "{missing}"
     );
 
+    // A node that does not answer (this one never registered an address) is left out of
+    // the list, shown as <unknown> by top, and getting its metrics says why.
+    client
+        .create(
+            "nodes",
+            "",
+            &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "ghost-node"}}),
+        )
+        .await
+        .unwrap();
+    let listed = client
+        .list("nodes.metrics.k8s.io", "", &ListParams::default())
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed
+        .items
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [node.name.as_str()]);
+    let out = skiffctl(&control, None, &["top", "nodes"]).await;
+    let nodes = text(&out.stdout);
+    assert!(out.status.success(), "{nodes}{}", text(&out.stderr));
+    assert_eq!(rows(&nodes)["ghost-node"][1..], ["<unknown>"; 4], "{nodes}");
+    assert!(millicores(&rows(&nodes)[&node.name][1]) > 0, "{nodes}");
+    let ghost = client
+        .get("nodes.metrics.k8s.io", "", "ghost-node")
+        .await
+        .unwrap_err();
+    let ghost = ghost.api().expect("an API error");
+    assert!(
+        ghost.is(Reason::ServiceUnavailable) && ghost.message.contains("\"ghost-node\""),
+        "{ghost:?}"
+    );
+
     // The default service account may read pods' metrics in its namespace (like the view
     // role), not the nodes'.
     let token = eventually("the default service account's token", DEADLINE, || async {
