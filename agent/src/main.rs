@@ -17,7 +17,7 @@ use skiff_agent::{
     },
     eviction::EvictionManager,
     metrics::{
-        AgentMetrics, Housekeeping, KernelStats, MachineFacts, MetricsListen,
+        AgentMetrics, Housekeeping, KernelStats, MachineFacts, MetricsListen, UsageHistory,
         cgroupfs::{CgroupLayout, HostCgroupFiles, subtree_memory_limit},
     },
     network::{self, Cidr},
@@ -138,8 +138,9 @@ async fn main() -> Result<()> {
     ));
     let node_api = {
         let (config, client, shutdown) = (config.clone(), client.clone(), until_stopped.clone());
+        let usage = metrics.usage();
         tokio::spawn(async move {
-            if let Err(error) = serve_node_api(&config, &client, shutdown).await {
+            if let Err(error) = serve_node_api(&config, &client, usage, shutdown).await {
                 warn!(
                     error = format!("{error:#}"),
                     "the node API is down: no logs, exec or image import through the control plane"
@@ -270,7 +271,12 @@ async fn register(config: &Config, machine: &MachineInfo) -> Result<(Heartbeat, 
 
 /// Serves the node API once the API server has signed its certificate and containerd
 /// answers, and imports the archives of the images directory.
-async fn serve_node_api<F>(config: &Config, client: &Client, shutdown: impl Fn() -> F) -> Result<()>
+async fn serve_node_api<F>(
+    config: &Config,
+    client: &Client,
+    usage: Arc<UsageHistory>,
+    shutdown: impl Fn() -> F,
+) -> Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -299,6 +305,7 @@ where
         exec_dir: config.state_dir.join("exec"),
         uploads_dir: config.state_dir.join("uploads"),
         runtime,
+        usage,
     };
     api.serve(config.node_api_listen, identity, &ca, shutdown())
         .await?;

@@ -25,6 +25,7 @@ pub mod client;
 pub mod defaults;
 pub mod duration;
 pub mod manifest;
+pub mod metrics_api;
 pub mod node_api;
 pub mod object;
 pub mod prepare;

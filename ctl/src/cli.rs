@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     api_resources, apply, completion, create, dataplane, delete, describe, exec, get, image, logs,
-    rollout, scale,
+    rollout, scale, top,
 };
 use crate::config::ConnectionArgs;
 
@@ -49,6 +49,8 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Set the number of replicas of a deployment or replica set
     Scale(scale::ScaleArgs),
+    /// Show the CPU and memory use of nodes or pods (metrics.k8s.io)
+    Top(top::TopArgs),
     /// List the resource types the server serves, with their short names
     ApiResources(api_resources::ApiResourcesArgs),
     /// Print a shell completion script (bash, zsh, fish, ...)

@@ -2,7 +2,10 @@
 //! `TYPE[,TYPE...] [NAME...]`, `TYPE/NAME...`, and `all` (the workload types and services).
 //! Types are resolved like kubectl resolves them (`po`, `deploy`, `deployments.apps`).
 
-use skiff_api::resources::{self, ResourceId, ResourceType};
+use skiff_api::{
+    metrics_api::MetricsResource,
+    resources::{self, ResourceId, ResourceType},
+};
 
 use crate::error::CtlError;
 
@@ -44,12 +47,18 @@ impl Targets {
 /// Resolves one type name as kubectl does.
 ///
 /// # Errors
-/// `the server doesn't have a resource type "foo"`.
+/// `the server doesn't have a resource type "foo"`; for the metrics.k8s.io types (served
+/// live, not stored), which command reads them.
 pub fn resolve_type(name: &str) -> Result<&'static ResourceType, CtlError> {
-    resources::resolve(name).ok_or_else(|| {
-        CtlError::usage(format!(
+    resources::resolve(name).ok_or_else(|| match MetricsResource::from_name(name) {
+        Some(metrics) => CtlError::usage(format!(
+            "{} is served live from the nodes, not stored: read it with `skiffctl top {}`",
+            metrics.group_resource(),
+            metrics.plural()
+        )),
+        None => CtlError::usage(format!(
             "the server doesn't have a resource type \"{name}\""
-        ))
+        )),
     })
 }
 
@@ -140,6 +149,16 @@ mod tests {
 
     fn kinds(targets: &Targets) -> Vec<&str> {
         targets.targets.iter().map(|t| t.resource.kind).collect()
+    }
+
+    #[test]
+    fn metrics_types_point_at_top() {
+        let error = resolve_type("nodes.metrics.k8s.io")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("skiffctl top nodes"), "{error}");
+        let error = resolve_type("widgets").unwrap_err().to_string();
+        assert!(error.contains("doesn't have a resource type"), "{error}");
     }
 
     #[test]

@@ -232,6 +232,22 @@ impl ControlPlane {
         Ok(Client::new(&config)?)
     }
 
+    /// The token of service account `default` in namespace `default`, once the service
+    /// account controller has written its Secret; `None` before.
+    pub async fn default_service_account_token(client: &Client) -> Option<String> {
+        let secrets = client
+            .list("secrets", "default", &Default::default())
+            .await
+            .ok()?;
+        let secret = secrets.items.iter().find(|s| {
+            s["type"] == "kubernetes.io/service-account-token"
+                && s["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "default"
+        })?;
+        let bytes: skiff_api::k8s_openapi::ByteString =
+            serde_json::from_value(secret["data"]["token"].clone()).ok()?;
+        String::from_utf8(bytes.0).ok()
+    }
+
     /// The API server's URL at `address` (one it listens on).
     pub fn url_at(&self, address: std::net::Ipv4Addr) -> String {
         format!("https://{address}:{}", self.port)

@@ -106,6 +106,21 @@ impl PodNode {
         }
     }
 
+    /// Node `index` with `agent_args`, a control plane on the embedded store that listens
+    /// on the node's link, the administrator's client, and the agent started.
+    ///
+    /// # Panics
+    /// When any part cannot be started (this is test setup).
+    pub async fn started(
+        index: u8,
+        agent_args: Vec<String>,
+    ) -> (PodNode, ControlPlane, skiff_api::client::Client) {
+        let mut node = PodNode::new(index);
+        node.agent_args = agent_args;
+        let (control, client) = node.start_with_control().await;
+        (node, control, client)
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.state.path().join("agent.log")).unwrap_or_default()

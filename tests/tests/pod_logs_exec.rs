@@ -22,17 +22,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const CALL: Duration = Duration::from_secs(30);
 
 async fn start(index: u8) -> (PodNode, ControlPlane, Client) {
-    let mut node = PodNode::new(index);
-    let host = node.link.host_ip;
-    let control = tokio::task::spawn_blocking(move || {
-        ControlPlane::start_listening(Backend::Embedded, &[host])
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let client = control.admin_client().unwrap();
-    node.start_agent(&control);
-    (node, control, client)
+    PodNode::started(index, Vec::new()).await
 }
 
 fn pod(name: &str, node: &str, script: &str) -> Value {
@@ -530,7 +520,7 @@ async fn privileged_logs_and_exec_are_refused_without_permission_and_explained_f
     // not exec (pods/exec is create).
     let deadline = Instant::now() + DEADLINE;
     let token = loop {
-        if let Some(token) = service_account_token(&client).await {
+        if let Some(token) = ControlPlane::default_service_account_token(&client).await {
             break token;
         }
         assert!(
@@ -623,21 +613,6 @@ async fn privileged_logs_and_exec_are_refused_without_permission_and_explained_f
         "{}",
         text(&out.stderr)
     );
-}
-
-/// The token of the default service account in `default`, once its Secret exists.
-async fn service_account_token(client: &Client) -> Option<String> {
-    let secrets = client
-        .list("secrets", "default", &Default::default())
-        .await
-        .ok()?;
-    let secret = secrets.items.iter().find(|s| {
-        s["type"] == "kubernetes.io/service-account-token"
-            && s["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "default"
-    })?;
-    let bytes: skiff_api::k8s_openapi::ByteString =
-        serde_json::from_value(secret["data"]["token"].clone()).ok()?;
-    String::from_utf8(bytes.0).ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

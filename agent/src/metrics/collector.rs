@@ -100,6 +100,8 @@ pub struct Snapshot {
     pub flows: FlowStats,
     /// Parts that could not be read in this pass (each also logged).
     pub errors: u64,
+    /// The node's own cgroup: the whole subtree its pods run in.
+    pub node: Option<CgroupStats>,
 }
 
 /// Reads the node's cgroups and data plane; one [`Housekeeping::pass`] per interval.
@@ -171,6 +173,11 @@ impl Housekeeping {
             .collect();
         add_containers_to_pods(&mut samples);
         snapshot.samples = samples;
+        snapshot.node = Some(cgroupfs::read_stats(
+            &*self.files,
+            &self.layout,
+            &self.cgroup_parent,
+        ));
         if let Some(dataplane) = &self.dataplane {
             match (dataplane.uplink(), dataplane.lb_events()) {
                 (Ok(uplink), Ok(lb)) => {

@@ -17,7 +17,10 @@ use prometheus::{
     proto::MetricFamily,
 };
 
-use super::collector::{PassTiming, Snapshot};
+use super::{
+    collector::{PassTiming, Snapshot},
+    usage::UsageHistory,
+};
 use crate::dataplane::services::{describe, describe_backend};
 
 /// kubelet's cAdvisor label set, in this order.
@@ -555,6 +558,7 @@ pub struct AgentMetrics {
     housekeeping_errors: IntCounter,
     pod_sync_duration: HistogramVec,
     pod_sync_errors: IntCounterVec,
+    usage: Arc<UsageHistory>,
 }
 
 impl fmt::Debug for AgentMetrics {
@@ -622,7 +626,13 @@ impl AgentMetrics {
             housekeeping_errors,
             pod_sync_duration,
             pod_sync_errors,
+            usage: Arc::new(UsageHistory::default()),
         }
+    }
+
+    /// The last two passes' CPU and memory use, for the node API's `Summary`.
+    pub fn usage(&self) -> Arc<UsageHistory> {
+        Arc::clone(&self.usage)
     }
 
     /// Serves `snapshot` from now on and records what its pass cost.
@@ -631,6 +641,7 @@ impl AgentMetrics {
             .observe(timing.wall.as_secs_f64());
         self.housekeeping_cpu.inc_by(timing.cpu.as_secs_f64());
         self.housekeeping_errors.inc_by(snapshot.errors);
+        self.usage.record(&snapshot, std::time::SystemTime::now());
         *self
             .snapshot
             .snapshot
@@ -815,6 +826,7 @@ mod tests {
                     )],
                 },
                 errors: 0,
+                node: None,
             },
             PassTiming::default(),
         );

@@ -4,12 +4,15 @@
 //! Data flows: the pods bound here -> [`targets`] (their cgroups and cAdvisor labels) ->
 //! [`collector`] housekeeping pass every `--housekeeping-interval` ([`cgroupfs`] stats, the
 //! eBPF counters by cgroup id = the v2 directory's inode, data-plane maps) -> a snapshot ->
-//! [`exposition`] renders it with the prometheus crate on each scrape of `--metrics-listen`.
+//! [`exposition`] renders it with the prometheus crate on each scrape of `--metrics-listen`,
+//! and [`usage`] keeps the last two passes' CPU and memory for the node API's `Summary`
+//! (the rates behind metrics.k8s.io and `skiffctl top`).
 
 pub mod cgroupfs;
 pub mod collector;
 pub mod exposition;
 pub mod targets;
+pub mod usage;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -17,6 +20,7 @@ use clap::Args;
 
 pub use collector::{DataplaneStats, Housekeeping, KernelStats, Snapshot};
 pub use exposition::{AgentMetrics, MachineFacts};
+pub use usage::UsageHistory;
 
 /// Metrics flags of `skiff-agent`.
 #[derive(Clone, Debug, Args)]

@@ -6,12 +6,13 @@
 //! callers need a client certificate from the cluster CA whose common name is the API
 //! server's ([`skiff_api::node_api::API_SERVER_CLIENT_NAME`]). `logs` reads the CRI log
 //! files, `exec` runs commands through containerd, and image uploads are received into a
-//! file and imported (`runtime::import`).
+//! file and imported (`runtime::import`). `Summary` answers from the last two housekeeping
+//! passes ([`crate::metrics::usage`]) without reading cgroups.
 
 pub mod exec;
 pub mod logs;
 
-use std::{net::SocketAddr, path::PathBuf, pin::Pin};
+use std::{net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use skiff_api::{
@@ -19,7 +20,7 @@ use skiff_api::{
     node_api::API_SERVER_CLIENT_NAME,
     proto::{
         ExecInput, ExecOutput, ImageUpload, ImageUploadStart, ImportProgress, LogChunk,
-        LogsRequest, exec_input, image_upload,
+        LogsRequest, SummaryRequest, SummaryResponse, exec_input, image_upload,
         node_server::{Node, NodeServer},
     },
     status::{ApiError, Reason},
@@ -32,7 +33,7 @@ use tonic::{
 };
 use tracing::{info, warn};
 
-use crate::runtime::containerd::Containerd;
+use crate::{metrics::UsageHistory, runtime::containerd::Containerd};
 
 /// Why the node API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +114,8 @@ pub struct NodeApi {
     /// Where uploaded image archives are kept while they are imported.
     pub uploads_dir: PathBuf,
     pub runtime: Containerd,
+    /// The last two housekeeping passes' CPU and memory use.
+    pub usage: Arc<UsageHistory>,
 }
 
 impl NodeApi {
@@ -228,6 +231,16 @@ impl Node for NodeApi {
     }
 
     type ImportImageStream = Boxed<ImportProgress>;
+
+    async fn summary(
+        &self,
+        _request: Request<SummaryRequest>,
+    ) -> Result<Response<SummaryResponse>, Status> {
+        self.usage
+            .summary()
+            .map(Response::new)
+            .map_err(|e| ApiError::new(Reason::ServiceUnavailable, e.to_string()).into())
+    }
 
     async fn import_image(
         &self,

@@ -248,6 +248,14 @@ impl Quantity {
         }
     }
 
+    /// An amount given in nanos (10^-9 units: CPU in nanocores), printed in `format`.
+    pub fn from_nanos(nanos: i64, format: QuantityFormat) -> Self {
+        Quantity {
+            nanos: i128::from(nanos),
+            format,
+        }
+    }
+
     /// The amount in nanos (10^-9 units), exact.
     pub fn nanos(&self) -> i128 {
         self.nanos

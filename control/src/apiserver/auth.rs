@@ -289,6 +289,8 @@ impl Verb {
 #[derive(Clone, Debug)]
 pub struct Attributes<'a> {
     pub verb: Verb,
+    /// The API group ("" for the core group).
+    pub group: &'a str,
     pub resource: &'a str,
     pub namespace: &'a str,
     pub name: &'a str,
@@ -322,15 +324,23 @@ pub fn authorize(identity: &Identity, attrs: &Attributes<'_>) -> Result<(), ApiE
     if allowed {
         return Ok(());
     }
-    let target = if attrs.name.is_empty() {
-        attrs.resource.to_string()
+    let (group_resource, in_group) = if attrs.group.is_empty() {
+        (attrs.resource.to_string(), String::new())
     } else {
-        format!("{} \"{}\"", attrs.resource, attrs.name)
+        (
+            format!("{}.{}", attrs.resource, attrs.group),
+            format!(" in API group \"{}\"", attrs.group),
+        )
+    };
+    let target = if attrs.name.is_empty() {
+        group_resource
+    } else {
+        format!("{group_resource} \"{}\"", attrs.name)
     };
     Err(ApiError::new(
         Reason::Forbidden,
         format!(
-            "{target} is forbidden: User \"{}\" cannot {} resource \"{}{}\" in namespace \"{}\"",
+            "{target} is forbidden: User \"{}\" cannot {} resource \"{}{}\"{in_group} in namespace \"{}\"",
             identity.user,
             attrs.verb.as_str(),
             attrs.resource,
@@ -418,6 +428,7 @@ mod tests {
     ) -> Attributes<'a> {
         Attributes {
             verb,
+            group: "",
             resource,
             namespace,
             name,
@@ -444,6 +455,31 @@ mod tests {
                 .unwrap_err()
                 .is(Reason::Unauthorized)
         );
+    }
+
+    #[test]
+    fn metrics_resources_are_authorized_in_their_api_group() {
+        let (_dir, auth) = auth();
+        let token = auth
+            .service_account_signer("CA")
+            .token("shop", "default", "u-1");
+        let identity = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        let metrics = |resource, namespace| Attributes {
+            group: "metrics.k8s.io",
+            ..attrs(Verb::List, resource, namespace, "")
+        };
+        assert!(authorize(&identity, &metrics("pods", "shop")).is_ok());
+        let refused = authorize(&identity, &metrics("nodes", "")).unwrap_err();
+        assert!(refused.is(Reason::Forbidden));
+        assert_eq!(
+            refused.message,
+            "nodes.metrics.k8s.io is forbidden: User \"system:serviceaccount:shop:default\" \
+             cannot list resource \"nodes\" in API group \"metrics.k8s.io\" in namespace \"\""
+        );
+        let admin = auth
+            .authenticate(Some(&format!("Bearer {}", auth.admin_token())))
+            .unwrap();
+        assert!(authorize(&admin, &metrics("nodes", "")).is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::{sync::Arc, time::Instant};
 
 use skiff_api::{
+    metrics_api::{self, MetricsResource},
     proto::{
         CreateRequest, DeleteRequest, ExecInput, GetRequest, ImageUpload, ListRequest,
         ListResponse, LogsRequest, NodeCredentialRequest, NodeCredentialResponse,
@@ -45,11 +46,17 @@ impl InstrumentedApi {
             Ok(_) => 200,
             Err(status) => ApiError::from(status.clone()).reason.http_status(),
         };
-        let plural = target.map_or("", |t| t.resource.as_str());
-        let (group, version) = resources::by_plural(plural).map_or(("", ""), |rt| {
-            let version = rt.api_version.rsplit('/').next().unwrap_or(rt.api_version);
-            (rt.group, version)
-        });
+        let mut plural = target.map_or("", |t| t.resource.as_str());
+        let (group, version) = match MetricsResource::from_name(plural) {
+            Some(which) => {
+                plural = which.plural();
+                (metrics_api::GROUP, "v1beta1")
+            }
+            None => resources::by_plural(plural).map_or(("", ""), |rt| {
+                let version = rt.api_version.rsplit('/').next().unwrap_or(rt.api_version);
+                (rt.group, version)
+            }),
+        };
         self.metrics.observe_request(
             &RequestLabels {
                 verb: verb.to_string(),

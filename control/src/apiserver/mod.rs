@@ -4,7 +4,8 @@
 //! it may be done, and hands it to `objects` (defaulting, validation, server-owned metadata,
 //! optimistic concurrency, graceful deletion). Writes go to the store; List and Watch are
 //! served by the `watch_cache`, which follows the store with one watch. `tls` keeps the PKI.
-//! Logs, exec and image uploads are relayed to the pod's node by `node_proxy`.
+//! Logs, exec and image uploads are relayed to the pod's node by `node_proxy`, and the
+//! metrics.k8s.io resources are answered live from the nodes by `resource_metrics`.
 
 pub mod admission;
 pub mod allocation;
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod instrumented;
 pub mod node_proxy;
 pub mod objects;
+pub mod resource_metrics;
 pub mod service;
 pub mod tls;
 pub mod watch_cache;

@@ -7,6 +7,7 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 use futures::Stream;
 use serde_json::Value;
 use skiff_api::{
+    metrics_api::{GROUP as METRICS_GROUP, MetricsResource},
     proto::{
         self, CreateRequest, DeleteRequest, ExecInput, ExecOutput, GetRequest, ImageUpload,
         ImportProgress, ListRequest, ListResponse, LogChunk, LogsRequest, NodeCredentialRequest,
@@ -25,6 +26,7 @@ use super::{
     auth::{Attributes, Authenticator, BOOTSTRAPPERS, Identity, Verb, authorize},
     node_proxy::{self, NodeAddress, NodeDialer},
     objects::{DeleteOptions, Objects},
+    resource_metrics::ResourceMetrics,
     tls::Pki,
     watch_cache::{CacheError, CacheEvent, EventKind},
 };
@@ -182,6 +184,46 @@ impl ApiService {
             .map(str::to_string)
     }
 
+    /// The metrics.k8s.io resource a request names, after checking the caller may `verb` it.
+    fn metrics_target(
+        &self,
+        identity: &Identity,
+        verb: Verb,
+        target: Option<&ResourceRef>,
+        name: &str,
+    ) -> Result<Option<(MetricsResource, ResourceMetrics<'_>)>, ApiError> {
+        let Some((which, target)) =
+            target.and_then(|t| Some((MetricsResource::from_name(&t.resource)?, t)))
+        else {
+            return Ok(None);
+        };
+        let namespace = if which.namespaced() {
+            target.namespace.as_str()
+        } else {
+            ""
+        };
+        authorize(
+            identity,
+            &Attributes {
+                verb,
+                group: METRICS_GROUP,
+                resource: which.plural(),
+                namespace,
+                name,
+                subresource: "",
+                pod_node: None,
+            },
+        )?;
+        let (_, dialer) = self.node_tls()?;
+        Ok(Some((
+            which,
+            ResourceMetrics {
+                objects: &self.objects,
+                dialer,
+            },
+        )))
+    }
+
     async fn check(
         &self,
         identity: &Identity,
@@ -200,6 +242,7 @@ impl ApiService {
             identity,
             &Attributes {
                 verb,
+                group: rt.group,
                 resource: rt.plural,
                 namespace: &target.namespace,
                 name,
@@ -212,6 +255,15 @@ impl ApiService {
 
 fn resolve(target: Option<ResourceRef>) -> Result<(&'static ResourceType, ResourceRef), ApiError> {
     let target = target.ok_or_else(|| ApiError::bad_request("the request names no resource"))?;
+    if let Some(which) = MetricsResource::from_name(&target.resource) {
+        return Err(ApiError::new(
+            Reason::MethodNotAllowed,
+            format!(
+                "{} is read-only: it serves get and list",
+                which.group_resource()
+            ),
+        ));
+    }
     let rt = resources::by_plural(&target.resource).ok_or_else(|| {
         ApiError::new(
             Reason::NotFound,
@@ -281,6 +333,16 @@ impl Api for ApiService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<ObjectResponse>, Status> {
         let identity = self.identity(&request).await?;
         let request = request.into_inner();
+        if let Some((which, metrics)) =
+            self.metrics_target(&identity, Verb::Get, request.target.as_ref(), &request.name)?
+        {
+            let namespace = request.target.map(|t| t.namespace).unwrap_or_default();
+            let found = metrics.get(which, &namespace, &request.name).await?;
+            return Ok(Response::new(ObjectResponse {
+                object: serde_json::to_vec(&found)
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+            }));
+        }
         let (rt, target) = resolve(request.target)?;
         self.check(&identity, Verb::Get, rt, &target, &request.name, "")
             .await?;
@@ -294,6 +356,22 @@ impl Api for ApiService {
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         let identity = self.identity(&request).await?;
         let request = request.into_inner();
+        if let Some((which, metrics)) =
+            self.metrics_target(&identity, Verb::List, request.target.as_ref(), "")?
+        {
+            let labels = LabelSelector::parse(&request.label_selector)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let namespace = request.target.map(|t| t.namespace).unwrap_or_default();
+            let items = metrics.list(which, &namespace, &labels).await?;
+            return Ok(Response::new(ListResponse {
+                items: items
+                    .iter()
+                    .map(serde_json::to_vec)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+                ..ListResponse::default()
+            }));
+        }
         let (rt, target) = resolve(request.target)?;
         self.check(&identity, Verb::List, rt, &target, "", "")
             .await?;

@@ -1,8 +1,12 @@
 //! `api-resources`: the resource types the server serves, with their short names, API
-//! version, scope and kind, from the registry the server uses.
+//! version, scope and kind, from the registry the server uses, and the metrics.k8s.io
+//! resources it serves live.
 
 use clap::Args;
-use skiff_api::resources::RESOURCES;
+use skiff_api::{
+    metrics_api::{self, MetricsResource},
+    resources::RESOURCES,
+};
 
 use crate::printers::{self, Table};
 
@@ -22,23 +26,39 @@ pub struct ApiResourcesArgs {
 
 /// The table (or names) of served types.
 pub fn render(args: &ApiResourcesArgs) -> String {
-    let served = RESOURCES
-        .iter()
-        .filter(|r| args.namespaced.is_none_or(|n| n == r.namespaced()));
+    let stored = RESOURCES.iter().map(|r| {
+        (
+            r.group_resource(),
+            [
+                r.plural.to_owned(),
+                r.short_names.join(","),
+                r.api_version.to_owned(),
+                r.namespaced().to_string(),
+                r.kind.to_owned(),
+            ],
+        )
+    });
+    let metrics = MetricsResource::ALL.into_iter().map(|r| {
+        (
+            r.group_resource(),
+            [
+                r.plural().to_owned(),
+                String::new(),
+                metrics_api::API_VERSION.to_owned(),
+                r.namespaced().to_string(),
+                r.kind().to_owned(),
+            ],
+        )
+    });
+    let served = stored
+        .chain(metrics)
+        .filter(|(_, row)| args.namespaced.is_none_or(|n| n.to_string() == row[3]));
     if args.output.as_deref() == Some("name") {
-        return served
-            .map(|r| format!("{}\n", r.group_resource()))
-            .collect();
+        return served.map(|(name, _)| format!("{name}\n")).collect();
     }
     let mut table = Table::new(["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]);
-    for r in served {
-        table.push(vec![
-            r.plural.to_owned(),
-            r.short_names.join(","),
-            r.api_version.to_owned(),
-            r.namespaced().to_string(),
-            r.kind.to_owned(),
-        ]);
+    for (_, row) in served {
+        table.push(row.to_vec());
     }
     table.render(args.no_headers)
 }
@@ -79,5 +99,7 @@ mod tests {
         let text = render(&args);
         assert!(text.contains("nodes\n"));
         assert!(!text.contains("pods\n"));
+        assert!(text.contains("nodes.metrics.k8s.io\n"));
+        assert!(!text.contains("pods.metrics.k8s.io\n"));
     }
 }

@@ -14,6 +14,7 @@ pub mod image;
 pub mod logs;
 pub mod rollout;
 pub mod scale;
+pub mod top;
 
 use crate::{
     cli::{Cli, Command},
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Delete(args) => delete::run(&session, args).await,
         Command::Rollout(args) => rollout::run(&session, args).await,
         Command::Scale(args) => scale::run(&session, args).await,
+        Command::Top(args) => top::run(&session, args).await,
         Command::Logs(args) => logs::run(&session, args).await,
         Command::Image(args) => image::run(&session, args).await,
         Command::Exec(args) => match exec::run(&session, args).await? {
