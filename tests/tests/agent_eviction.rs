@@ -84,9 +84,17 @@ async fn privileged_memory_pressure_evicts_the_best_effort_hog_and_spares_the_gu
     let name = node.name.clone();
 
     // The node reports its subtree's memory as its capacity.
-    let registered = eventually("the node to register", Duration::from_secs(30), || async {
-        get(&client, "nodes", "", &name).await
-    })
+    let registered = eventually(
+        "the node to report its capacity",
+        Duration::from_secs(30),
+        || async {
+            let node = get(&client, "nodes", "", &name).await?;
+            if node["status"]["capacity"]["memory"].is_null() {
+                return Err("no status.capacity.memory yet".to_string());
+            }
+            Ok(node)
+        },
+    )
     .await;
     let registered = or_log(registered, &node);
     assert_eq!(registered["status"]["capacity"]["memory"], "614400Ki");

@@ -746,29 +746,59 @@ fn find_node(
         num_feasible_nodes_to_find(percentage, total)
     };
     let start = if total == 0 { 0 } else { *next_start % total };
-    let mut feasible: Vec<usize> = Vec::new();
-    let mut statuses = NodeStatuses::default();
-    let mut processed = 0;
-    for k in 0..total {
-        if feasible.len() >= to_find {
-            break;
-        }
-        let offset = (start + k) % total;
-        let position = narrowed.as_ref().map_or(offset, |v| v[offset]);
-        processed += 1;
-        let status =
-            handle.filter_with_nominated(&filters, &state, pod, &snapshot.nodes()[position]);
-        match status.code {
-            Code::Success => feasible.push(position),
-            Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
-                diagnosis.add_plugin(status.plugin);
-                for reason in &status.reasons {
-                    diagnosis.reasons.add(reason, 1);
-                }
-                statuses.push(position, status);
+    let scan = |positions: Option<&[usize]>,
+                diagnosis: &mut Diagnosis,
+                statuses: &mut NodeStatuses|
+     -> Result<(Vec<usize>, usize), CycleFailure> {
+        let count = positions.map_or(total, <[usize]>::len);
+        let start = if count == 0 { 0 } else { start % count };
+        let mut feasible: Vec<usize> = Vec::new();
+        let mut processed = 0;
+        for k in 0..count {
+            if feasible.len() >= to_find {
+                break;
             }
-            Code::Error | Code::Skip => return Err(CycleFailure::Error(status)),
+            let offset = (start + k) % count;
+            let position = match positions {
+                Some(p) => p[offset],
+                None => narrowed.as_ref().map_or(offset, |v| v[offset]),
+            };
+            processed += 1;
+            let status =
+                handle.filter_with_nominated(&filters, &state, pod, &snapshot.nodes()[position]);
+            match status.code {
+                Code::Success => feasible.push(position),
+                Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
+                    diagnosis.add_plugin(status.plugin);
+                    for reason in &status.reasons {
+                        diagnosis.reasons.add(reason, 1);
+                    }
+                    statuses.push(position, status);
+                }
+                Code::Error | Code::Skip => return Err(CycleFailure::Error(status)),
+            }
         }
+        Ok((feasible, processed))
+    };
+    // The pre-filters' hint first: the nodes that can pass every hinting plugin's filter.
+    // Only when none of them fits does every node get filtered, for the full reasons.
+    let hinted: Option<Vec<usize>> = pre.result.candidates.as_ref().map(|c| match &narrowed {
+        Some(n) => c
+            .iter()
+            .copied()
+            .filter(|p| n.binary_search(p).is_ok())
+            .collect(),
+        None => c.clone(),
+    });
+    let mut statuses = NodeStatuses::default();
+    let mut feasible = Vec::new();
+    let mut processed = 0;
+    if let Some(hinted) = &hinted {
+        let mut scratch = Diagnosis::default();
+        (feasible, processed) = scan(Some(hinted), &mut scratch, &mut NodeStatuses::default())?;
+    }
+    if feasible.is_empty() {
+        (feasible, processed) = scan(None, &mut diagnosis, &mut statuses)?;
     }
     if total > 0 {
         *next_start = (start + processed) % total;

@@ -217,33 +217,76 @@ pub fn missing_state(plugin: &'static str) -> Status {
 }
 
 /// A pre-filter's narrowing of the nodes to try; `None` means all nodes.
+///
+/// `node_names` is kube-scheduler's `PreFilterResult`: nodes left out are rejected by the
+/// narrowing plugin and reported as such. `candidates` is only a hint that changes no
+/// outcome: the snapshot positions of the only nodes that can pass the plugin's own filter
+/// (every other node certainly fails it). The cycle tries the candidates first and, when
+/// none of them is feasible, filters every node as if there were no hint, so the reasons
+/// reported per node are exactly those without it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PreFilterResult {
     pub node_names: Option<HashSet<String>>,
+    /// Sorted, without duplicates.
+    pub candidates: Option<Vec<usize>>,
 }
 
 impl PreFilterResult {
     /// All nodes.
     pub fn all() -> Self {
-        Self { node_names: None }
+        Self::default()
     }
 
     /// Only these nodes.
     pub fn only(names: impl IntoIterator<Item = String>) -> Self {
         Self {
             node_names: Some(names.into_iter().collect()),
+            candidates: None,
         }
     }
 
-    /// The intersection of both narrowings.
-    pub fn merge(self, other: PreFilterResult) -> Self {
-        match (self.node_names, other.node_names) {
-            (None, n) | (n, None) => Self { node_names: n },
-            (Some(a), Some(b)) => Self {
-                node_names: Some(a.intersection(&b).cloned().collect()),
-            },
+    /// All nodes, with the hint that only those at `positions` can pass the plugin's filter.
+    pub fn candidates(mut positions: Vec<usize>) -> Self {
+        positions.sort_unstable();
+        positions.dedup();
+        Self {
+            node_names: None,
+            candidates: Some(positions),
         }
     }
+
+    /// The intersection of both narrowings and of both hints.
+    pub fn merge(self, other: PreFilterResult) -> Self {
+        let node_names = match (self.node_names, other.node_names) {
+            (None, n) | (n, None) => n,
+            (Some(a), Some(b)) => Some(a.intersection(&b).cloned().collect()),
+        };
+        let candidates = match (self.candidates, other.candidates) {
+            (None, c) | (c, None) => c,
+            (Some(a), Some(b)) => Some(intersect_sorted(&a, &b)),
+        };
+        Self {
+            node_names,
+            candidates,
+        }
+    }
+}
+
+/// The values in both sorted slices.
+fn intersect_sorted(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The score of one feasible node; `index` is its position in the feasible list handed to

@@ -168,9 +168,49 @@ struct PreFilterState {
     domains: Vec<DomainCounts>,
     /// Per constraint, the domains of its topology key.
     indexes: Vec<Option<Arc<TopologyIndex>>>,
+    /// Per constraint, whether it selects the pod being scheduled.
+    selects_self: Vec<bool>,
 }
 
 impl PreFilterState {
+    /// The skew placing the pod in domain `id` of constraint `i` would make.
+    fn skew(&self, i: usize, id: Option<usize>) -> i64 {
+        let (c, d) = (&self.constraints[i], &self.domains[i]);
+        let min = if d.eligible_domains < c.min_domains {
+            0
+        } else {
+            d.min
+        };
+        let matching = id.map_or(0, |id| d.counts[id]);
+        matching + i64::from(self.selects_self[i]) - min
+    }
+
+    /// The snapshot positions of the only nodes that can pass [`FilterPlugin::filter`] with
+    /// these counts (the nodes of the domains within every constraint's skew), or `None`
+    /// when that is every one of the `nodes`.
+    fn candidates(&self, nodes: usize) -> Option<Vec<usize>> {
+        let mut allowed: Option<Vec<bool>> = None;
+        for (i, (c, index)) in self.constraints.iter().zip(&self.indexes).enumerate() {
+            let Some(index) = index else {
+                // No node has the key: the filter rejects every node.
+                return Some(Vec::new());
+            };
+            let mut here = vec![false; nodes];
+            for id in (0..index.len()).filter(|&id| self.skew(i, Some(id)) <= c.max_skew) {
+                for &position in index.nodes(id) {
+                    here[position] = true;
+                }
+            }
+            allowed = Some(match allowed {
+                None => here,
+                Some(a) => a.iter().zip(&here).map(|(x, y)| *x && *y).collect(),
+            });
+        }
+        let allowed = allowed?;
+        let positions: Vec<usize> = (0..nodes).filter(|&p| allowed[p]).collect();
+        (positions.len() < nodes).then_some(positions)
+    }
+
     fn update_with_pod(&mut self, pod: &PodInfo, other: &PodInfo, node: &NodeInfo, delta: i64) {
         if other.namespace() != pod.namespace() || !has_all_keys(&self.constraints, node) {
             return;
@@ -303,19 +343,22 @@ impl PreFilterPlugin for PodTopologySpread {
         for d in &mut domains {
             d.recompute_min();
         }
-        let indexes = constraints
+        let indexes: Vec<_> = constraints
             .iter()
             .map(|c| topology.get(&c.topology_key).cloned())
             .collect();
-        state.write(
-            NAME,
-            PreFilterState {
-                constraints,
-                domains,
-                indexes,
-            },
-        );
-        (PreFilterResult::all(), Status::success())
+        let selects_self = constraints.iter().map(|c| c.selects(pod)).collect();
+        let prepared = PreFilterState {
+            constraints,
+            domains,
+            indexes,
+            selects_self,
+        };
+        let result = prepared
+            .candidates(nodes.len())
+            .map_or_else(PreFilterResult::all, PreFilterResult::candidates);
+        state.write(NAME, prepared);
+        (result, Status::success())
     }
 
     fn add_pod(
@@ -346,25 +389,16 @@ impl PreFilterPlugin for PodTopologySpread {
 }
 
 impl FilterPlugin for PodTopologySpread {
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(s) = state.read::<PreFilterState>(NAME) else {
             return missing_state(NAME);
         };
-        for ((c, d), index) in s.constraints.iter().zip(&s.domains).zip(&s.indexes) {
+        for (i, (c, index)) in s.constraints.iter().zip(&s.indexes).enumerate() {
             let Some(value) = node.labels().get(&c.topology_key) else {
                 return Status::unresolvable(REASON_MISSING_LABEL);
             };
-            let min = if d.eligible_domains < c.min_domains {
-                0
-            } else {
-                d.min
-            };
-            let matching = index
-                .as_ref()
-                .and_then(|i| i.id(value))
-                .map_or(0, |id| d.counts[id]);
-            let skew = matching + i64::from(c.selects(pod)) - min;
-            if skew > c.max_skew {
+            let id = index.as_ref().and_then(|index| index.id(value));
+            if s.skew(i, id) > c.max_skew {
                 return Status::unschedulable(REASON);
             }
         }
@@ -542,12 +576,23 @@ mod tests {
     fn filter_all(p: &PodInfo, nodes: &[NodeInfo]) -> Vec<Status> {
         let snapshot = Snapshot::from_nodes(nodes.to_vec());
         let mut state = CycleState::new();
-        let (_, status) = PodTopologySpread.pre_filter(&mut state, p, &snapshot);
+        let (result, status) = PodTopologySpread.pre_filter(&mut state, p, &snapshot);
         assert!(status.is_success(), "{status}");
-        nodes
+        let statuses: Vec<Status> = nodes
             .iter()
             .map(|n| PodTopologySpread.filter(&state, p, n))
-            .collect()
+            .collect();
+        // The pre-filter's hint names exactly the nodes the filter passes, by their
+        // position in the snapshot (which orders nodes its own way).
+        let passing: Vec<usize> = (snapshot.nodes().iter().enumerate())
+            .filter(|(_, n)| PodTopologySpread.filter(&state, p, n).is_success())
+            .map(|(position, _)| position)
+            .collect();
+        match result.candidates {
+            Some(candidates) => assert_eq!(candidates, passing),
+            None => assert_eq!(passing.len(), nodes.len()),
+        }
+        statuses
     }
 
     #[test]
