@@ -24,6 +24,8 @@
 pub mod client;
 pub mod defaults;
 pub mod manifest;
+#[cfg(feature = "metrics-http")]
+pub mod metrics_http;
 pub mod node_api;
 pub mod object;
 pub mod prepare;
