@@ -2,7 +2,7 @@
 //! node agent and the control plane both serve their registries on. Behind the
 //! `metrics-http` feature, so that the CLI builds without axum and prometheus.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{Router, http::header, response::IntoResponse, routing::get};
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -41,4 +41,23 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Listens on `address` and serves `/metrics` there (see [`serve`]) in a task of its own
+/// for as long as the process runs; a failure of that server is logged.
+///
+/// # Errors
+/// When `address` cannot be listened on.
+pub async fn spawn(
+    address: SocketAddr,
+    render: impl Fn() -> String + Send + Sync + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let server = serve(listener, render, std::future::pending());
+    tokio::spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!(%error, %address, "the metrics endpoint failed");
+        }
+    });
+    Ok(())
 }

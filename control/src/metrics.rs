@@ -306,18 +306,6 @@ impl Metrics {
     pub fn render(&self) -> String {
         metrics_http::render(&self.registry)
     }
-
-    /// Serves `/metrics` on `listener` until `shutdown` completes.
-    ///
-    /// # Errors
-    /// When accepting connections fails.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        metrics_http::serve(listener, move || self.render(), shutdown).await
-    }
 }
 
 /// Registers a shared [`LiveCollector`] (the registry takes its collectors by value).
