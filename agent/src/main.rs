@@ -84,15 +84,10 @@ async fn main() -> Result<()> {
         memory_bytes: machine.memory_bytes,
     }));
     if let MetricsListen(Some(address)) = config.metrics.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(address)
+        let scraped = Arc::clone(&metrics);
+        skiff_api::metrics_http::spawn(address, move || scraped.render())
             .await
             .with_context(|| format!("listening for /metrics on {address} (--metrics-listen)"))?;
-        let server = Arc::clone(&metrics).serve(listener, std::future::pending());
-        tokio::spawn(async move {
-            if let Err(error) = server.await {
-                tracing::error!(%error, %address, "the metrics endpoint failed");
-            }
-        });
         info!(%address, "metrics at /metrics");
     }
     let sync = ServiceSync::adopt(&maps, maglev)?;

@@ -26,6 +26,8 @@ pub mod defaults;
 pub mod duration;
 pub mod manifest;
 pub mod metrics_api;
+#[cfg(feature = "metrics-http")]
+pub mod metrics_http;
 pub mod node_api;
 pub mod object;
 pub mod prepare;

@@ -219,15 +219,10 @@ async fn main() -> Result<()> {
     };
     let metrics = Arc::new(Metrics::new());
     if let MetricsListen(Some(address)) = args.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(address)
+        let scraped = Arc::clone(&metrics);
+        skiff_api::metrics_http::spawn(address, move || scraped.render())
             .await
             .with_context(|| format!("listening for /metrics on {address} (--metrics-listen)"))?;
-        let server = Arc::clone(&metrics).serve(listener, std::future::pending());
-        tokio::spawn(async move {
-            if let Err(error) = server.await {
-                tracing::error!(%error, %address, "the metrics endpoint failed");
-            }
-        });
         info!(%address, "metrics at /metrics");
     }
     let controller_options = ControllerOptions {

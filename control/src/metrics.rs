@@ -9,13 +9,13 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, http::header, response::IntoResponse, routing::get};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     core::{Collector, Desc},
     exponential_buckets,
     proto::MetricFamily,
 };
+use skiff_api::metrics_http;
 
 /// The labels of `apiserver_request_duration_seconds` (and, with `code`, of
 /// `apiserver_request_total`).
@@ -304,37 +304,7 @@ impl Metrics {
 
     /// Everything, in the Prometheus text format (0.0.4).
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding into memory fails only on metrics the registry would have refused.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
-    }
-
-    /// Serves `/metrics` on `listener` until `shutdown` completes.
-    ///
-    /// # Errors
-    /// When accepting connections fails.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let app = Router::new().route(
-            "/metrics",
-            get(move || {
-                let metrics = Arc::clone(&self);
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-                        metrics.render(),
-                    )
-                        .into_response()
-                }
-            }),
-        );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        metrics_http::render(&self.registry)
     }
 }
 

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use skiff_api::client::ClientConfig;
 
-use crate::error::{CtlError, chain};
+use skiff_api::runtime::error_chain;
+
+use crate::error::CtlError;
 
 /// The help section of the flags every command takes.
 const CONNECTION: &str = "Connection options";
@@ -52,7 +54,7 @@ pub fn resolve(args: &ConnectionArgs) -> Result<ClientConfig, CtlError> {
     let path = named.clone().unwrap_or_else(default_path);
     let named = named.is_some();
     let base = if path.exists() {
-        Some(ClientConfig::load(&path).map_err(|e| CtlError::Config(chain(&e)))?)
+        Some(ClientConfig::load(&path).map_err(|e| CtlError::Config(error_chain(&e)))?)
     } else if named {
         return Err(CtlError::Config(format!(
             "the config file {} does not exist",

@@ -4,6 +4,7 @@
 
 use skiff_api::{
     client::ClientError,
+    runtime::error_chain,
     status::{ApiError, Reason},
 };
 
@@ -30,7 +31,7 @@ pub enum CtlError {
     #[error("error: {0}")]
     Usage(String),
     /// A manifest could not be read or parsed.
-    #[error("error: {}", chain(.0))]
+    #[error("error: {}", error_chain(.0))]
     Input(#[from] InputError),
     /// Some objects failed; each error has been printed already.
     #[error("")]
@@ -51,9 +52,9 @@ impl CtlError {
             ClientError::Api(api) => CtlError::Server(api),
             ClientError::Connect { .. } => CtlError::Unreachable {
                 server: server.to_owned(),
-                detail: chain(&error),
+                detail: error_chain(&error),
             },
-            other => CtlError::Config(chain(&other)),
+            other => CtlError::Config(error_chain(&other)),
         }
     }
 
@@ -98,21 +99,6 @@ fn is_transport_failure(error: &ApiError) -> bool {
         ]
         .iter()
         .any(|needle| message.contains(needle))
-}
-
-/// An error and its causes, joined by `: `.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

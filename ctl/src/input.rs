@@ -230,7 +230,7 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::chain;
+    use skiff_api::runtime::error_chain;
 
     const CONFIGMAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n";
 
@@ -299,7 +299,7 @@ mod tests {
             text: format!("{CONFIGMAP}---\napiVersion: v1\nkind: ConfigMap\nmetadata: [\n"),
         }];
         let error = parse_sources(&sources, "apply").unwrap_err();
-        let text = chain(&error);
+        let text = error_chain(&error);
         assert!(
             text.starts_with("error parsing app.yaml: document 2 (line 6): malformed YAML"),
             "{text}"
@@ -312,7 +312,7 @@ mod tests {
             name: "x.yaml".into(),
             text: "apiVersion: v1\nkind: Widget\nmetadata:\n  name: w\n".into(),
         }];
-        let text = chain(&parse_sources(&sources, "apply").unwrap_err());
+        let text = error_chain(&parse_sources(&sources, "apply").unwrap_err());
         assert_eq!(
             text,
             "error parsing x.yaml: document 1 (line 1): unknown kind \"Widget\" for apiVersion \"v1\""

@@ -4,12 +4,11 @@
 //! packet is allowed.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::generated::bpf_skb_cgroup_id, macros::cgroup_skb,
-    programs::SkBuffContext,
+    helpers::generated::bpf_skb_cgroup_id, macros::cgroup_skb, programs::SkBuffContext,
 };
-use skiff_ebpf_common::{CgroupNetCounters, CgroupNetKey};
+use skiff_ebpf_common::CgroupNetKey;
 
-use crate::maps::CGROUP_NET_STATS;
+use crate::maps::{CGROUP_NET_STATS, slot};
 
 /// What a cgroup_skb program returns to let the packet through.
 const ALLOW: i32 = 1;
@@ -48,18 +47,8 @@ fn count(ctx: &SkBuffContext, direction: Direction) {
     }
     let key = CgroupNetKey { cgroup_id };
     let len = u64::from(ctx.len());
-    let counters = match CGROUP_NET_STATS.get_ptr_mut(&key) {
-        Some(counters) => counters,
-        None => {
-            // Another CPU may insert the same key at once; either insert wins, and the
-            // lookup below finds this CPU's (zeroed) slot.
-            let _ =
-                CGROUP_NET_STATS.insert(&key, &CgroupNetCounters::default(), BPF_NOEXIST.into());
-            match CGROUP_NET_STATS.get_ptr_mut(&key) {
-                Some(counters) => counters,
-                None => return,
-            }
-        }
+    let Some(counters) = slot(&CGROUP_NET_STATS, &key) else {
+        return;
     };
     // SAFETY: the pointer comes from the map for this CPU's slot, so it is valid and
     // nothing else writes it while this program runs on this CPU.

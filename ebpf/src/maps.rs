@@ -86,17 +86,8 @@ pub fn count_flow(service: Option<&ServiceKey>, id: u32, flows: u64, len: usize)
 
 #[inline(always)]
 fn add_flow<K>(map: &LruPerCpuHashMap<K, FlowCounter>, key: &K, flows: u64, len: usize) {
-    let counter = match map.get_ptr_mut(key) {
-        Some(counter) => counter,
-        None => {
-            // Another CPU may insert the same key at once; either insert wins, and the
-            // lookup below finds this CPU's (zeroed) slot.
-            let _ = map.insert(key, &FlowCounter::default(), BPF_NOEXIST.into());
-            match map.get_ptr_mut(key) {
-                Some(counter) => counter,
-                None => return,
-            }
-        }
+    let Some(counter) = slot(map, key) else {
+        return;
     };
     // SAFETY: the pointer comes from the map for this CPU's slot, so it is valid and
     // nothing else writes it while this program runs on this CPU.
@@ -105,6 +96,19 @@ fn add_flow<K>(map: &LruPerCpuHashMap<K, FlowCounter>, key: &K, flows: u64, len:
         (*counter).packets += u64::from(len > 0);
         (*counter).bytes += len as u64;
     }
+}
+
+/// This CPU's value for `key` in a per-CPU counter map, inserted zeroed when the key is
+/// new; `None` when it could not be inserted.
+#[inline(always)]
+pub fn slot<K, V: Default>(map: &LruPerCpuHashMap<K, V>, key: &K) -> Option<*mut V> {
+    if let Some(value) = map.get_ptr_mut(key) {
+        return Some(value);
+    }
+    // Another CPU may insert the same key at once; either insert wins, and the lookup
+    // below finds this CPU's (zeroed) slot.
+    let _ = map.insert(key, V::default(), BPF_NOEXIST.into());
+    map.get_ptr_mut(key)
 }
 
 /// Load-balancing events per CPU (`LbEvent` is the index).

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use skiff_api::client::{Client, ListParams};
 
 use crate::{
-    cluster::{Cluster, ClusterConfig},
+    cluster::{Cluster, ClusterConfig, ClusterNode},
     pod_node::IMAGE,
     wait::eventually,
 };
@@ -325,4 +325,49 @@ pub fn node_port(service: &Value) -> u16 {
         .as_i64()
         .and_then(|p| u16::try_from(p).ok())
         .unwrap_or_else(|| panic!("a nodePort in {}", service["spec"]))
+}
+
+/// A pod on `node` that GETs `http://<host>:80/` `count` times (one connection each, with
+/// busybox nc), printing each answer's body (or FAIL), then DONE; see [`prober_output`].
+pub fn prober(pod: &str, node: &str, host: &str, count: u32) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod, "labels": {"role": "prober"}},
+        "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
+            "terminationGracePeriodSeconds": 1, "restartPolicy": "Never",
+            "containers": [{"name": "probe", "image": IMAGE,
+                "env": [{"name": "HOST", "value": host}],
+                "command": ["sh", "-c", format!(
+                    "for i in $(seq 1 {count}); do \
+                       r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $HOST 80 | tail -n 1); \
+                       echo ${{r:-FAIL}}; done; echo DONE")]}]}})
+}
+
+/// Waits for the [`prober`] pod `pod` in `namespace`, running on `node`, to finish, and
+/// returns what it printed (its answers, one a line, then DONE).
+///
+/// # Panics
+/// When it has not printed DONE within [`POD_WAIT`] (with its phase and its output so far).
+pub async fn prober_output(
+    client: &Client,
+    namespace: &str,
+    node: &ClusterNode,
+    pod: &str,
+) -> String {
+    eventually(&format!("prober {pod} to finish"), POD_WAIT, || async {
+        let object = client
+            .get("pods", namespace, pod)
+            .await
+            .map_err(|e| e.to_string())?;
+        let output = node.container_output(&object, "probe", 0);
+        if output.contains("DONE") {
+            Ok(output)
+        } else {
+            Err(format!(
+                "{}; output so far: {output}",
+                object["status"]["phase"]
+            ))
+        }
+    })
+    .await
+    .unwrap()
 }

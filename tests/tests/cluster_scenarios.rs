@@ -22,25 +22,10 @@ use skiff_tests::{
     wait::eventually,
     workload::{
         self, POD_WAIT, create, endpoints, http_get, is_ready, is_terminating, name, namespace,
-        node_of, node_port_answers_through_every_node, pods, probe_from_outside, ready_pods,
-        start_cluster, summary, web_deployment,
+        node_of, node_port_answers_through_every_node, pods, probe_from_outside, prober,
+        prober_output, ready_pods, start_cluster, summary, web_deployment,
     },
 };
-
-/// A pod on `node` that GETs `http://<host>:80/` `count` times (one connection each, with
-/// busybox nc), printing each answer's body (or FAIL), then DONE.
-fn prober(pod: &str, node: &str, host: &str, count: u32) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod, "labels": {"role": "prober"}},
-        "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
-            "terminationGracePeriodSeconds": 1, "restartPolicy": "Never",
-            "containers": [{"name": "probe", "image": IMAGE,
-                "env": [{"name": "HOST", "value": host}],
-                "command": ["sh", "-c", format!(
-                    "for i in $(seq 1 {count}); do \
-                       r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $HOST 80 | tail -n 1); \
-                       echo ${{r:-FAIL}}; done; echo DONE")]}]}})
-}
 
 /// Runs a prober pod on every node against `host` and returns, per node, how many answers
 /// each backend gave (FAIL counted as a backend called "FAIL").
@@ -59,27 +44,7 @@ async fn probe_from_every_node(
     }
     for node in &cluster.nodes {
         let pod_name = format!("probe-{tag}-{}", node.name);
-        let output = eventually(
-            &format!("prober {pod_name} to finish"),
-            POD_WAIT,
-            || async {
-                let pod = client
-                    .get("pods", ns, &pod_name)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let output = node.container_output(&pod, "probe", 0);
-                if output.contains("DONE") {
-                    Ok(output)
-                } else {
-                    Err(format!(
-                        "{}; output so far: {output}",
-                        pod["status"]["phase"]
-                    ))
-                }
-            },
-        )
-        .await
-        .unwrap();
+        let output = prober_output(client, ns, node, &pod_name).await;
         let mut answers = BTreeMap::new();
         for line in output.lines().filter(|l| *l != "DONE" && !l.is_empty()) {
             *answers.entry(line.to_string()).or_insert(0) += 1;
@@ -331,20 +296,7 @@ async fn privileged_a_killed_agents_node_goes_not_ready_its_pods_are_replaced_an
             &prober(&pod_name, &node.name, &cluster_ip, 30),
         )
         .await;
-        let output = eventually(&format!("{pod_name} to finish"), POD_WAIT, || async {
-            let pod = client
-                .get("pods", "shop", &pod_name)
-                .await
-                .map_err(|e| e.to_string())?;
-            let output = node.container_output(&pod, "probe", 0);
-            if output.contains("DONE") {
-                Ok(output)
-            } else {
-                Err(output)
-            }
-        })
-        .await
-        .unwrap();
+        let output = prober_output(&client, "shop", node, &pod_name).await;
         let reached: BTreeSet<String> = output
             .lines()
             .filter(|l| *l != "DONE")

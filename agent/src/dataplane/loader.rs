@@ -655,103 +655,73 @@ pub struct MapFill {
     pub max_entries: u32,
 }
 
-/// Entries and capacity of each pinned hash map under `pin_path` (maps not pinned there,
-/// or unreadable, are left out). Walks every key: a few ms per 10k entries.
-pub fn map_fill(pin_path: &Path) -> Vec<MapFill> {
-    use skiff_ebpf_common::{
-        AffinityKey, AffinityValue, Backend, CtKey, CtValue, FlowCounter, ServiceKey, ServiceValue,
-        SockRevKey, SockRevValue,
-    };
-    fn count<K: aya::Pod, V: aya::Pod>(path: &Path) -> Result<(u64, u32), MapError> {
-        let data = MapData::from_pin(path)?;
-        let max_entries = data.info()?.max_entries();
-        let map = aya::maps::Map::from_map_data(data)?;
-        let hash = aya::maps::HashMap::<_, K, V>::try_from(map)?;
-        Ok((
-            hash.keys().filter(Result::is_ok).count() as u64,
-            max_entries,
-        ))
-    }
-    fn count_per_cpu<K: aya::Pod, V: aya::Pod>(path: &Path) -> Result<(u64, u32), MapError> {
-        let data = MapData::from_pin(path)?;
-        let max_entries = data.info()?.max_entries();
-        let map = aya::maps::Map::from_map_data(data)?;
-        let hash = PerCpuHashMap::<_, K, V>::try_from(map)?;
-        Ok((
-            hash.keys().filter(Result::is_ok).count() as u64,
-            max_entries,
-        ))
-    }
-    let counted = [
-        (
-            SERVICES,
-            count::<ServiceKey, ServiceValue>(&pin_path.join(SERVICES)),
-        ),
-        (BACKENDS, count::<u32, Backend>(&pin_path.join(BACKENDS))),
-        (
-            SOCK_REV,
-            count::<SockRevKey, SockRevValue>(&pin_path.join(SOCK_REV)),
-        ),
-        (
-            AFFINITY,
-            count::<AffinityKey, AffinityValue>(&pin_path.join(AFFINITY)),
-        ),
-        (
-            CONNTRACK,
-            count::<CtKey, CtValue>(&pin_path.join(CONNTRACK)),
-        ),
-        (
-            CGROUP_NET_STATS,
-            count_per_cpu::<CgroupNetKey, CgroupNetCounters>(&pin_path.join(CGROUP_NET_STATS)),
-        ),
-        (
-            BACKEND_STATS,
-            count_per_cpu::<u32, FlowCounter>(&pin_path.join(BACKEND_STATS)),
-        ),
-        (
-            SERVICE_STATS,
-            count_per_cpu::<ServiceKey, FlowCounter>(&pin_path.join(SERVICE_STATS)),
-        ),
-    ];
-    counted
-        .into_iter()
-        .filter_map(|(name, result)| {
-            let (entries, max_entries) = result.ok()?;
-            Some(MapFill {
-                name,
-                entries,
-                max_entries,
-            })
-        })
-        .collect()
+/// What one housekeeping pass reads from the maps pinned under a path.
+#[derive(Debug)]
+pub struct PinnedStats {
+    /// Entries and capacity of each pinned hash map (maps not pinned there, or unreadable,
+    /// are left out).
+    pub fill: Vec<MapFill>,
+    /// What the load balancers sent each backend and service address.
+    pub flows: Result<FlowStats, DataplaneError>,
 }
 
-/// What the load balancers sent each backend and service address the maps hold now,
-/// summed over CPUs, from the maps pinned under `pin_path` (counters of backends and
-/// services gone are left out).
-///
-/// # Errors
-/// When a map is not pinned there or cannot be read.
-pub fn flow_stats(pin_path: &Path) -> Result<FlowStats, DataplaneError> {
-    use skiff_ebpf_common::{Backend, ServiceValue};
-    fn pinned(pin_path: &Path, name: &'static str) -> Result<aya::maps::Map, MapError> {
-        aya::maps::Map::from_map_data(MapData::from_pin(pin_path.join(name))?)
+/// A pinned hash map whose keys can be walked, whatever its value type.
+trait KeyWalk: TryFrom<aya::maps::Map, Error = MapError> {
+    /// How many keys a walk finds.
+    fn key_count(&self) -> u64;
+}
+
+impl<K: aya::Pod, V: aya::Pod> KeyWalk for aya::maps::HashMap<MapData, K, V> {
+    fn key_count(&self) -> u64 {
+        self.keys().filter(Result::is_ok).count() as u64
     }
-    fn open<K: aya::Pod, V: aya::Pod>(
-        pin_path: &Path,
-        name: &'static str,
-    ) -> Result<aya::maps::HashMap<MapData, K, V>, DataplaneError> {
-        let map_err = |source| DataplaneError::Map { name, source };
-        let map = pinned(pin_path, name).map_err(map_err)?;
-        aya::maps::HashMap::try_from(map).map_err(map_err)
+}
+
+impl<K: aya::Pod, V: aya::Pod> KeyWalk for PerCpuHashMap<MapData, K, V> {
+    fn key_count(&self) -> u64 {
+        self.keys().filter(Result::is_ok).count() as u64
     }
+}
+
+/// Opens the map `name` pinned under `pin_path` as an `M`, with its capacity.
+fn open_pinned<M: TryFrom<aya::maps::Map, Error = MapError>>(
+    pin_path: &Path,
+    name: &'static str,
+) -> Result<(M, u32), MapError> {
+    let data = MapData::from_pin(pin_path.join(name))?;
+    let max_entries = data.info()?.max_entries();
+    Ok((
+        M::try_from(aya::maps::Map::from_map_data(data)?)?,
+        max_entries,
+    ))
+}
+
+/// Entries and capacity of the hash map `name` pinned under `pin_path`, opened as an `M`.
+fn fill_of<M: KeyWalk>(pin_path: &Path, name: &'static str) -> Option<MapFill> {
+    let (map, max_entries) = open_pinned::<M>(pin_path, name).ok()?;
+    Some(MapFill {
+        name,
+        entries: map.key_count(),
+        max_entries,
+    })
+}
+
+/// How full each map pinned under `pin_path` is, and the flow counters in them, walking
+/// every map once: a few ms per 10k entries.
+pub fn pinned_stats(pin_path: &Path) -> PinnedStats {
+    use aya::maps::HashMap;
+    use skiff_ebpf_common::{
+        AffinityKey, AffinityValue, Backend, CtKey, CtValue, ServiceValue, SockRevKey, SockRevValue,
+    };
+    /// Each key's counters summed over CPUs, and the map's fill.
+    type Sums<K> = (std::collections::HashMap<K, FlowCounter>, MapFill);
     fn sums<K: aya::Pod + Eq + std::hash::Hash>(
         pin_path: &Path,
         name: &'static str,
-    ) -> Result<std::collections::HashMap<K, FlowCounter>, DataplaneError> {
-        let map_err = |source| DataplaneError::Map { name, source };
-        let map = pinned(pin_path, name).map_err(map_err)?;
-        let stats = PerCpuHashMap::<_, K, FlowCounter>::try_from(map).map_err(map_err)?;
+    ) -> Result<Sums<K>, DataplaneError> {
+        let (stats, max_entries) =
+            open_pinned::<PerCpuHashMap<MapData, K, FlowCounter>>(pin_path, name)
+                .map_err(|source| DataplaneError::Map { name, source })?;
         let mut totals = std::collections::HashMap::new();
         // An entry evicted between the key walk and its lookup is skipped.
         for (key, per_cpu) in stats.iter().flatten() {
@@ -759,22 +729,56 @@ pub fn flow_stats(pin_path: &Path) -> Result<FlowStats, DataplaneError> {
             per_cpu.iter().for_each(|c| total.merge(c));
             totals.insert(key, total);
         }
-        Ok(totals)
+        let fill = MapFill {
+            name,
+            entries: totals.len() as u64,
+            max_entries,
+        };
+        Ok((totals, fill))
     }
-    let backends = open::<u32, Backend>(pin_path, BACKENDS)?;
-    let services = open::<ServiceKey, ServiceValue>(pin_path, SERVICES)?;
-    let by_backend = sums::<u32>(pin_path, BACKEND_STATS)?;
-    let by_service = sums::<ServiceKey>(pin_path, SERVICE_STATS)?;
-    Ok(FlowStats {
-        backends: by_backend
-            .into_iter()
-            .filter_map(|(id, counter)| Some((backends.get(&id, 0).ok()?, counter)))
-            .collect(),
-        services: by_service
-            .into_iter()
-            .filter(|(key, _)| services.get(key, 0).is_ok())
-            .collect(),
-    })
+    fn open<K: aya::Pod, V: aya::Pod>(
+        pin_path: &Path,
+        name: &'static str,
+    ) -> Result<HashMap<MapData, K, V>, DataplaneError> {
+        open_pinned(pin_path, name)
+            .map(|(map, _)| map)
+            .map_err(|source| DataplaneError::Map { name, source })
+    }
+    let by_backend = sums::<u32>(pin_path, BACKEND_STATS);
+    let by_service = sums::<ServiceKey>(pin_path, SERVICE_STATS);
+    let mut fill: Vec<MapFill> = [
+        fill_of::<HashMap<MapData, ServiceKey, ServiceValue>>(pin_path, SERVICES),
+        fill_of::<HashMap<MapData, u32, Backend>>(pin_path, BACKENDS),
+        fill_of::<HashMap<MapData, SockRevKey, SockRevValue>>(pin_path, SOCK_REV),
+        fill_of::<HashMap<MapData, AffinityKey, AffinityValue>>(pin_path, AFFINITY),
+        fill_of::<HashMap<MapData, CtKey, CtValue>>(pin_path, CONNTRACK),
+        fill_of::<PerCpuHashMap<MapData, CgroupNetKey, CgroupNetCounters>>(
+            pin_path,
+            CGROUP_NET_STATS,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    fill.extend(by_backend.as_ref().ok().map(|(_, fill)| *fill));
+    fill.extend(by_service.as_ref().ok().map(|(_, fill)| *fill));
+    let flows = (|| -> Result<FlowStats, DataplaneError> {
+        let backends = open::<u32, Backend>(pin_path, BACKENDS)?;
+        let services = open::<ServiceKey, ServiceValue>(pin_path, SERVICES)?;
+        let (by_backend, _) = by_backend?;
+        let (by_service, _) = by_service?;
+        Ok(FlowStats {
+            backends: by_backend
+                .into_iter()
+                .filter_map(|(id, counter)| Some((backends.get(&id, 0).ok()?, counter)))
+                .collect(),
+            services: by_service
+                .into_iter()
+                .filter(|(key, _)| services.get(key, 0).is_ok())
+                .collect(),
+        })
+    })();
+    PinnedStats { fill, flows }
 }
 
 /// The flow counters of the backends and service addresses a node's maps hold.

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::dataplane::{
     Dataplane, DataplaneError, MapFill,
-    loader::{self, FlowStats},
+    loader::{self, FlowStats, PinnedStats},
 };
 
 /// What the data plane reports; the loaded programs' maps, or a fake in unit tests.
@@ -39,14 +39,9 @@ pub trait DataplaneStats: Send + Sync {
     /// # Errors
     /// When the map cannot be read.
     fn lb_events(&self) -> Result<Vec<(LbEvent, u64)>, DataplaneError>;
-    /// Fill levels of the pinned maps.
-    fn map_fill(&self) -> Vec<MapFill>;
-    /// What the load balancers sent each backend and service address (none when the maps
-    /// are not pinned).
-    ///
-    /// # Errors
-    /// When a map cannot be read.
-    fn flows(&self) -> Result<FlowStats, DataplaneError>;
+    /// Fill levels of the pinned maps, and what the load balancers sent each backend and
+    /// service address (none when the maps are not pinned), from one walk of each map.
+    fn pinned(&self) -> PinnedStats;
 }
 
 /// The node's loaded data plane and where its maps are pinned.
@@ -66,16 +61,14 @@ impl DataplaneStats for KernelStats {
     fn lb_events(&self) -> Result<Vec<(LbEvent, u64)>, DataplaneError> {
         self.dataplane.lb_stats()
     }
-    fn map_fill(&self) -> Vec<MapFill> {
-        self.pin_path
-            .as_deref()
-            .map(loader::map_fill)
-            .unwrap_or_default()
-    }
-    fn flows(&self) -> Result<FlowStats, DataplaneError> {
-        self.pin_path
-            .as_deref()
-            .map_or_else(|| Ok(FlowStats::default()), loader::flow_stats)
+    fn pinned(&self) -> PinnedStats {
+        self.pin_path.as_deref().map_or_else(
+            || PinnedStats {
+                fill: Vec::new(),
+                flows: Ok(FlowStats::default()),
+            },
+            loader::pinned_stats,
+        )
     }
 }
 
@@ -189,8 +182,9 @@ impl Housekeeping {
                     snapshot.errors += 1;
                 }
             }
-            snapshot.maps = dataplane.map_fill();
-            match dataplane.flows() {
+            let pinned = dataplane.pinned();
+            snapshot.maps = pinned.fill;
+            match pinned.flows {
                 Ok(flows) => snapshot.flows = flows,
                 Err(error) => {
                     tracing::warn!(error = %error, "reading the data plane's flow counters");
@@ -319,11 +313,11 @@ mod tests {
         fn lb_events(&self) -> Result<Vec<(LbEvent, u64)>, DataplaneError> {
             Ok(vec![])
         }
-        fn map_fill(&self) -> Vec<MapFill> {
-            vec![]
-        }
-        fn flows(&self) -> Result<FlowStats, DataplaneError> {
-            Ok(FlowStats::default())
+        fn pinned(&self) -> PinnedStats {
+            PinnedStats {
+                fill: vec![],
+                flows: Ok(FlowStats::default()),
+            }
         }
     }
 

@@ -8,14 +8,14 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, http::header, response::IntoResponse, routing::get};
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, Opts, Registry, TextEncoder,
+    CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry,
     core::{Collector, Desc},
     exponential_buckets,
     proto::MetricFamily,
 };
+use skiff_api::metrics_http;
 
 use super::{
     collector::{PassTiming, Snapshot},
@@ -662,37 +662,7 @@ impl AgentMetrics {
 
     /// Everything, in the Prometheus text format (0.0.4).
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding into memory fails only on metrics the registry would have refused.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
-    }
-
-    /// Serves `/metrics` on `listener` until `shutdown` completes.
-    ///
-    /// # Errors
-    /// When accepting connections fails.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let app = Router::new().route(
-            "/metrics",
-            get(move || {
-                let metrics = Arc::clone(&self);
-                async move {
-                    // Encoding walks every series: off the async workers.
-                    let text = tokio::task::spawn_blocking(move || metrics.render())
-                        .await
-                        .unwrap_or_default();
-                    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
-                }
-            }),
-        );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        metrics_http::render(&self.registry)
     }
 }
 

@@ -71,13 +71,17 @@ pub use store::{Change, ObjectKey, Store, StoreError, Writer};
 pub use watcher::{Config, Event, ListWatch, Watcher};
 pub use workqueue::WorkQueue;
 
-/// An error and its causes on one line (`outer: middle: root`), for logs.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its causes on one line (`outer: middle: root`), for logs and for messages
+/// that leave the process; a cause whose text the line already holds is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use skiff_api::{
     proto::node_client::NodeClient,
+    runtime::error_chain,
     status::{ApiError, Reason},
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -77,10 +78,10 @@ impl NodeDialer {
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .tls_config(tls)
-            .map_err(|e| unavailable(chain(&e)))?
+            .map_err(|e| unavailable(error_chain(&e)))?
             .connect()
             .await
-            .map_err(|e| unavailable(chain(&e)))?;
+            .map_err(|e| unavailable(error_chain(&e)))?;
         Ok(NodeClient::new(channel)
             .max_decoding_message_size(16 << 20)
             .max_encoding_message_size(16 << 20))
@@ -177,20 +178,6 @@ pub fn pick_container(pod: &Value, requested: &str) -> Result<String, ApiError> 
             .collect::<Vec<_>>()
             .join(" ")
     )))
-}
-
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
