@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     metrics::{
-        cgroupfs::{CgroupFiles, CgroupLayout, read_stats},
+        cgroupfs::{CgroupFiles, CgroupLayout, read_memory_stats},
         targets::targets,
     },
     pods::{PodManager, qos},
@@ -114,12 +114,14 @@ impl EvictionManager {
         }
     }
 
+    /// The memory working set of the cgroup at `relative` (0 when it has no memory files).
+    fn working_set(&self, relative: &str) -> u64 {
+        read_memory_stats(&*self.files, &self.layout, relative).map_or(0, |m| m.working_set)
+    }
+
     /// The node's memory.available in bytes: capacity minus its subtree's working set.
     fn memory_available(&self) -> i64 {
-        let working_set = read_stats(&*self.files, &self.layout, &self.cgroup_parent)
-            .memory
-            .map_or(0, |m| m.working_set);
-        self.capacity as i64 - working_set as i64
+        self.capacity as i64 - self.working_set(&self.cgroup_parent) as i64
     }
 
     async fn pass(&self, window: &mut PressureWindow, evicted: &mut HashSet<String>) {
@@ -183,9 +185,7 @@ impl EvictionManager {
             .map(|pod| {
                 let uid = pod.metadata.uid.as_deref().unwrap_or_default();
                 let cgroup = qos::pod_cgroup(&self.cgroup_parent, qos::qos_class(pod), uid);
-                let usage = read_stats(&*self.files, &self.layout, &cgroup)
-                    .memory
-                    .map_or(0, |m| m.working_set);
+                let usage = self.working_set(&cgroup);
                 Candidate {
                     usage: PodMemoryUsage {
                         pod: format!(
@@ -219,9 +219,7 @@ impl EvictionManager {
         .into_iter()
         .filter_map(|target| {
             let container = containers.iter().find(|c| c.name == target.container)?;
-            let usage = read_stats(&*self.files, &self.layout, &target.id)
-                .memory
-                .map_or(0, |m| m.working_set);
+            let usage = self.working_set(&target.id);
             Some(ContainerMemoryUsage {
                 name: target.container,
                 usage: usage as i64,

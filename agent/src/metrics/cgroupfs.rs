@@ -227,8 +227,18 @@ fn weight_to_shares(weight: u64) -> u64 {
     (weight.saturating_sub(1) * 262_142 / 9999) + 2
 }
 
-/// Reads the cgroup at `relative` (relative to each hierarchy's root).
-pub fn read_stats(files: &dyn CgroupFiles, layout: &CgroupLayout, relative: &str) -> CgroupStats {
+/// The v1 reader (the file in the first hierarchy of the named controllers that has it)
+/// and the v2 reader of the cgroup at `relative`, as the `read_*` helpers take them.
+type V1File<'a> = &'a dyn Fn(&[&str], &str) -> Option<String>;
+type V2File<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Calls `read` with the readers of the cgroup at `relative`'s files.
+fn with_readers<T>(
+    files: &dyn CgroupFiles,
+    layout: &CgroupLayout,
+    relative: &str,
+    read: impl FnOnce(V1File<'_>, V2File<'_>) -> T,
+) -> T {
     let v2 = layout.unified_dir(relative);
     let v1_file = |controllers: &[&str], file: &str| {
         layout
@@ -236,30 +246,47 @@ pub fn read_stats(files: &dyn CgroupFiles, layout: &CgroupLayout, relative: &str
             .find_map(|dir| files.read(&dir.join(file)))
     };
     let v2_file = |file: &str| files.read(&v2.join(file));
-    let mut stats = CgroupStats {
-        cpu: read_cpu(&v1_file, &v2_file),
-        memory: read_memory(&v1_file, &v2_file),
-        ..CgroupStats::default()
-    };
-    stats.threads = v1_file(&["pids"], "pids.current")
-        .or_else(|| v2_file("pids.current"))
-        .and_then(|t| single(&t));
-    stats.threads_max = v1_file(&["pids"], "pids.max")
-        .or_else(|| v2_file("pids.max"))
-        .and_then(|t| single(&t));
-    stats.processes = v2_file("cgroup.procs")
-        .or_else(|| v1_file(&["pids", "cpu", "memory"], "cgroup.procs"))
-        .map(|t| t.lines().filter(|l| !l.is_empty()).count() as u64);
-    if let Some(bytes) = v1_file(&["blkio"], "blkio.throttle.io_service_bytes_recursive") {
-        parse_blkio(&bytes, true, &mut stats.io);
-        if let Some(ops) = v1_file(&["blkio"], "blkio.throttle.io_serviced_recursive") {
-            parse_blkio(&ops, false, &mut stats.io);
+    read(&v1_file, &v2_file)
+}
+
+/// Reads only the memory of the cgroup at `relative`: for callers that need nothing else
+/// (the eviction manager), without the CPU, pids, IO and limit files of [`read_stats`].
+pub fn read_memory_stats(
+    files: &dyn CgroupFiles,
+    layout: &CgroupLayout,
+    relative: &str,
+) -> Option<MemoryStats> {
+    with_readers(files, layout, relative, read_memory)
+}
+
+/// Reads the cgroup at `relative` (relative to each hierarchy's root).
+pub fn read_stats(files: &dyn CgroupFiles, layout: &CgroupLayout, relative: &str) -> CgroupStats {
+    with_readers(files, layout, relative, |v1_file, v2_file| {
+        let mut stats = CgroupStats {
+            cpu: read_cpu(v1_file, v2_file),
+            memory: read_memory(v1_file, v2_file),
+            ..CgroupStats::default()
+        };
+        stats.threads = v1_file(&["pids"], "pids.current")
+            .or_else(|| v2_file("pids.current"))
+            .and_then(|t| single(&t));
+        stats.threads_max = v1_file(&["pids"], "pids.max")
+            .or_else(|| v2_file("pids.max"))
+            .and_then(|t| single(&t));
+        stats.processes = v2_file("cgroup.procs")
+            .or_else(|| v1_file(&["pids", "cpu", "memory"], "cgroup.procs"))
+            .map(|t| t.lines().filter(|l| !l.is_empty()).count() as u64);
+        if let Some(bytes) = v1_file(&["blkio"], "blkio.throttle.io_service_bytes_recursive") {
+            parse_blkio(&bytes, true, &mut stats.io);
+            if let Some(ops) = v1_file(&["blkio"], "blkio.throttle.io_serviced_recursive") {
+                parse_blkio(&ops, false, &mut stats.io);
+            }
+        } else if let Some(text) = v2_file("io.stat") {
+            stats.io = parse_io_stat(&text);
         }
-    } else if let Some(text) = v2_file("io.stat") {
-        stats.io = parse_io_stat(&text);
-    }
-    stats.spec = read_spec(&v1_file, &v2_file);
-    stats
+        stats.spec = read_spec(v1_file, v2_file);
+        stats
+    })
 }
 
 /// The smallest memory limit set on the cgroup at `relative` or any of its ancestors below
