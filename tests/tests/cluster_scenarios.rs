@@ -21,9 +21,10 @@ use skiff_tests::{
     pod_node::IMAGE,
     wait::eventually,
     workload::{
-        self, POD_WAIT, create, endpoints, http_get, is_ready, is_terminating, name, namespace,
-        node_of, node_port_answers_through_every_node, pods, probe_from_outside, prober,
-        prober_output, ready_pods, start_cluster, summary, web_deployment,
+        self, POD_WAIT, answers_through_every_node, create, endpoints, http_get, is_ready,
+        is_terminating, name, namespace, node_of, node_port_answers_through_every_node, pods,
+        probe_from_outside, prober, prober_output, ready_pods, start_cluster, summary,
+        web_deployment,
     },
 };
 
@@ -266,24 +267,25 @@ async fn privileged_a_killed_agents_node_goes_not_ready_its_pods_are_replaced_an
     .await
     .unwrap();
 
-    let seen = {
-        let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != index).collect();
-        let mut seen = BTreeMap::new();
-        for &i in &others {
-            let address = SocketAddr::from((cluster.nodes[i].ip, node_port));
-            seen.insert(
-                format!("outside via {}", cluster.nodes[i].name),
-                probe_from_outside(&cluster, address, 30),
-            );
-        }
-        seen
-    };
-    for (path, answers) in &seen {
-        let reached: BTreeSet<String> = answers.keys().cloned().collect();
-        assert!(
-            !reached.is_empty() && reached.is_subset(&live),
-            "{path}: only live backends answer, none fails: {answers:?} (live: {live:?})"
-        );
+    // Each agent applies the slice on its own watch, a moment after the API has it.
+    for i in (0..cluster.nodes.len()).filter(|&i| i != index) {
+        let address = SocketAddr::from((cluster.nodes[i].ip, node_port));
+        let path = format!("outside via {}", cluster.nodes[i].name);
+        eventually(
+            &format!("{path}: only live backends to answer, none to fail"),
+            Duration::from_secs(10),
+            || async {
+                let answers = probe_from_outside(&cluster, address, 30);
+                let reached: BTreeSet<String> = answers.keys().cloned().collect();
+                if !reached.is_empty() && reached.is_subset(&live) {
+                    Ok(())
+                } else {
+                    Err(format!("{answers:?} (live: {live:?})"))
+                }
+            },
+        )
+        .await
+        .unwrap();
     }
     // And from pods on the live nodes through the ClusterIP.
     for i in (0..cluster.nodes.len()).filter(|&i| i != index) {
@@ -403,6 +405,22 @@ async fn containers_and_restarts(
     (tasks, restarts)
 }
 
+/// One line through the echo server on a new connection.
+fn echo_once(address: SocketAddr) -> std::io::Result<String> {
+    let stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    writer.write_all(b"ready?\n")?;
+    let mut answer = String::new();
+    reader.read_line(&mut answer)?;
+    if answer == "ready?\n" {
+        Ok(answer)
+    } else {
+        Err(std::io::Error::other(format!("echoed {answer:?}")))
+    }
+}
+
 /// An echo server: each connection gets its own `cat`.
 fn echo_deployment(replicas: u32) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echo"},
@@ -434,6 +452,9 @@ async fn privileged_restarting_an_agent_under_load_drops_no_established_connecti
     let node_port =
         u16::try_from(service["spec"]["ports"][0]["nodePort"].as_i64().unwrap()).unwrap();
     ready_pods(&client, "shop", "app=echo", 3).await;
+    // Ready pods are not yet backends everywhere: each agent applies the EndpointSlice on
+    // its own watch. Only then is a refused connection a failure.
+    answers_through_every_node(&cluster, node_port, echo_once).await;
     let (tasks_before, restarts_before) = containers_and_restarts(&cluster, &client).await;
 
     // Established connections from outside through node 0's NodePort, each echoing a line
