@@ -1,7 +1,8 @@
 //! TC on a node's uplink. Egress: reverse NAT for replies of flows the ingress side sent to
 //! a pod on this node, so the client sees them come from the service address it asked for.
 //! Ingress: the same work as the XDP program (`uplink`), for interfaces where XDP costs
-//! more than it saves (veths: native XDP there copies every cloned TCP skb) or cannot run.
+//! more than it saves (veths: native XDP there copies every cloned TCP skb) or cannot run;
+//! unlike XDP it also hands frames for this node's pods to their interfaces itself.
 
 use aya_ebpf::{
     bindings::{
@@ -22,13 +23,14 @@ use skiff_ebpf_common::{
 use crate::{
     maps::{CONNTRACK, count_lb},
     parse::{ETH_HLEN, ETH_P_IP, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, L4Ports, Packet},
-    uplink::{Hook, Verdict, ingress},
+    uplink::{Hook, TCP_RST, Verdict, forget, ingress},
 };
 
 /// Offsets of the fields rewritten, from the start of the IPv4 header / L4 header.
 const IP_CHECK: usize = 10;
 const IP_SADDR: usize = 12;
 const L4_SPORT: usize = 0;
+const TCP_FLAGS: usize = 13;
 const TCP_CHECK: usize = 16;
 const UDP_CHECK: usize = 6;
 
@@ -110,6 +112,18 @@ fn reverse_nat(ctx: &TcContext) -> Option<()> {
     ctx.store(ETH_HLEN + IP_SADDR, &entry.nat_addr, 0).ok()?;
     ctx.store(l4 + L4_SPORT, &entry.nat_port, 0).ok()?;
     count_lb(LbEvent::ReverseTranslated);
+    if proto == IPPROTO_TCP && ctx.load::<u8>(l4 + TCP_FLAGS).ok()? & TCP_RST != 0 {
+        // The pod reset the connection: the flow's entries go (see `forget`).
+        let forward = CtKey {
+            saddr: key.daddr,
+            daddr: entry.nat_addr,
+            sport: key.dport,
+            dport: entry.nat_port,
+            proto,
+            pad: [0; 3],
+        };
+        forget(&forward, &key);
+    }
     Some(())
 }
 
@@ -145,6 +159,7 @@ struct Tc<'a>(&'a TcContext);
 
 impl Hook for Tc<'_> {
     const RESOLVES_NEIGHBOURS: bool = true;
+    const DELIVERS_TO_PODS: bool = true;
     const AGGREGATES: bool = true;
 
     #[inline(always)]
@@ -175,6 +190,13 @@ impl Hook for Tc<'_> {
     fn ip_csum4(&self, old: u32, new: u32) -> Option<()> {
         self.0
             .l3_csum_replace(ETH_HLEN + IP_CHECK, u64::from(old), u64::from(new), 4)
+            .ok()
+    }
+
+    #[inline(always)]
+    fn ip_csum2(&self, old: u16, new: u16) -> Option<()> {
+        self.0
+            .l3_csum_replace(ETH_HLEN + IP_CHECK, u64::from(old), u64::from(new), 2)
             .ok()
     }
 

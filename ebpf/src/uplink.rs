@@ -3,8 +3,9 @@
 //!
 //! Every frame is classified and counted. TCP and UDP to a NodePort, LoadBalancer or
 //! external IP are load-balanced: conntrack first (a flow keeps its backend), else a new
-//! backend by affinity or Maglev; DNAT to a pod on this node (passed up the stack, TC egress
-//! reverses it on the way out), or DNAT and SNAT to the node address for a pod on another
+//! backend by affinity or Maglev; DNAT to a pod on this node (sent to the pod's interface
+//! after a FIB lookup where the hook can, else passed up the stack; TC egress reverses the
+//! replies on the way out), or DNAT and SNAT to the node address for a pod on another
 //! node (sent straight back out after a FIB lookup; its replies are reversed here). A
 //! service without backends refuses at once: TCP with a reset, UDP with ICMP port
 //! unreachable. Everything else is passed untouched.
@@ -34,6 +35,7 @@ use crate::{
 const AF_INET: u8 = 2;
 
 /// Offsets inside the IPv4 header.
+const IP_TTL: usize = ETH_HLEN + 8;
 pub const IP_CHECK: usize = ETH_HLEN + 10;
 const IP_SADDR: usize = ETH_HLEN + 12;
 const IP_DADDR: usize = ETH_HLEN + 16;
@@ -56,6 +58,10 @@ pub enum Verdict {
 pub trait Hook {
     /// Whether `Verdict::RedirectNeigh` can be carried out here.
     const RESOLVES_NEIGHBOURS: bool;
+    /// Whether a frame for a pod on this node is sent to the pod's interface from here. The
+    /// stack's forwarding path is then skipped; XDP passes such frames up instead (an XDP
+    /// redirect into a veth needs an XDP program on its peer, inside the pod).
+    const DELIVERS_TO_PODS: bool;
     /// Whether a packet can be a GRO/GSO aggregate, longer than its header's MTU check
     /// would allow (a veth passes the sender's GSO skbs whole): the FIB lookup then leaves
     /// the MTU check to the kernel's, which measures the segments, not the aggregate.
@@ -69,6 +75,8 @@ pub trait Hook {
     fn store<T: Copy>(&self, offset: usize, value: &T) -> Option<()>;
     /// Accounts in the IPv4 header checksum for a 4-byte field changing.
     fn ip_csum4(&self, old: u32, new: u32) -> Option<()>;
+    /// Accounts in the IPv4 header checksum for a 2-byte field changing.
+    fn ip_csum2(&self, old: u16, new: u16) -> Option<()>;
     /// Accounts in the L4 checksum at `offset` for a 4-byte field changing; `pseudo` when
     /// the field is part of the pseudo-header (an address).
     fn l4_csum4(&self, offset: usize, old: u32, new: u32, pseudo: bool) -> Option<()>;
@@ -142,6 +150,7 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
     };
     // SAFETY: `bpf_ktime_get_ns` has no preconditions.
     let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_ns() };
+    let flags = tcp_flags(&packet, proto, l4);
 
     if let Some(entry) = CONNTRACK.get_ptr_mut(&flow.key) {
         // SAFETY: a successful lookup of an LRU entry; racing updates only move a timestamp.
@@ -156,17 +165,31 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
             rewrite_source(hook, &flow, nat_addr, nat_port)?;
             rewrite_destination(hook, &flow, client, dport)?;
             count_lb(LbEvent::ReverseTranslated);
+            if flags & TCP_RST != 0 {
+                let forward = CtKey {
+                    saddr: client,
+                    daddr: nat_addr,
+                    sport: dport,
+                    dport: nat_port,
+                    proto,
+                    pad: [0; 3],
+                };
+                forget(&forward, &flow.key);
+            }
             return Some(send_out(hook));
         }
         // A connection's first segment on a tracked tuple means the client reused its
         // port: an earlier connection's terminating backend would refuse it, so choose
         // again (as the kernel's conntrack starts a new flow on such a SYN).
         if let Some(chosen) = backend(entry.backend_id)
-            && !(chosen.flags & BACKEND_TERMINATING != 0 && opens_connection(&packet, proto, l4))
+            && !(chosen.flags & BACKEND_TERMINATING != 0 && flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
         {
             let snat = entry.flags & CT_SNAT != 0;
             count_lb(LbEvent::ConntrackHit);
             count_flow(None, entry.backend_id, 0, hook.len());
+            if flags & TCP_RST != 0 {
+                forget(&flow.key, &reply_key(&flow.key, &chosen, snat));
+            }
             return translate(hook, &flow, &chosen, snat);
         }
         // The backend is gone (or terminating, for a new connection): choose again below.
@@ -202,20 +225,18 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
         count_lb(LbEvent::NoRoute);
         return Some(Verdict::Drop);
     }
+    if flags & TCP_RST != 0 {
+        // A reset on a flow not tracked (any longer) ends nothing worth tracking.
+        count_lb(LbEvent::Translated);
+        return translate(hook, &flow, &chosen, snat);
+    }
     let forward = CtValue {
         last_seen_ns: now,
         backend_id: id,
         flags: if snat { CT_SNAT } else { 0 },
         ..CtValue::default()
     };
-    let reply_key = CtKey {
-        saddr: chosen.addr,
-        daddr: if snat { node } else { saddr },
-        sport: chosen.port,
-        dport: sport,
-        proto,
-        pad: [0; 3],
-    };
+    let reply_key = reply_key(&flow.key, &chosen, snat);
     let reply = CtValue {
         last_seen_ns: now,
         flags: CT_REPLY | if snat { CT_SNAT } else { 0 },
@@ -232,13 +253,46 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
     translate(hook, &flow, &chosen, snat)
 }
 
+/// The tuple of the replies to `forward` once translated to `chosen` (and SNATed to the
+/// node address, which keeps the client's port).
+#[inline(always)]
+fn reply_key(forward: &CtKey, chosen: &Backend, snat: bool) -> CtKey {
+    CtKey {
+        saddr: chosen.addr,
+        daddr: if snat {
+            NODE_ADDR.load()
+        } else {
+            forward.saddr
+        },
+        sport: chosen.port,
+        dport: forward.sport,
+        proto: forward.proto,
+        pad: [0; 3],
+    }
+}
+
+/// Forgets a flow a TCP reset ended, both directions, as the kernel's conntrack closes it:
+/// under connection churn the table keeps its room for live flows instead of filling with
+/// dead ones until the LRU evicts (and may evict a live flow's entry with them).
+#[inline(always)]
+pub fn forget(forward: &CtKey, reply: &CtKey) {
+    let _ = CONNTRACK.remove(forward);
+    let _ = CONNTRACK.remove(reply);
+}
+
 /// DNAT to `chosen` (and SNAT to the node address for a remote backend).
 #[inline(always)]
 fn translate<H: Hook>(hook: &H, flow: &Flow, chosen: &Backend, snat: bool) -> Option<Verdict> {
     rewrite_destination(hook, flow, chosen.addr, chosen.port)?;
     if !snat {
-        // A pod on this node: the stack delivers it; TC egress reverses the replies.
-        return Some(Verdict::Pass);
+        // A pod on this node (TC egress reverses the replies): straight to its interface
+        // where the hook can, else the stack forwards it; so does the stack whatever the
+        // FIB cannot route (a backend on the node's own address).
+        return Some(if H::DELIVERS_TO_PODS {
+            forward(hook).unwrap_or(Verdict::Pass)
+        } else {
+            Verdict::Pass
+        });
     }
     rewrite_source(hook, flow, NODE_ADDR.load(), flow.key.sport)?;
     Some(send_out(hook))
@@ -284,14 +338,41 @@ fn rewrite<H: Hook>(
     hook.store(port_at, &port)
 }
 
-/// Sends a rewritten packet towards its new destination: next-hop MACs from the FIB, back
-/// out of the uplink or out of another interface; the stack gets what the FIB cannot route.
+/// Sends a rewritten packet towards its new destination (see [`forward`]); the stack gets
+/// what the FIB cannot route, and routes it or answers with an ICMP error as a router does.
 #[inline(always)]
 fn send_out<H: Hook>(hook: &H) -> Verdict {
+    forward(hook).unwrap_or_else(|rc| {
+        if rc == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+            // Already translated: the stack fragments it or tells the sender the path MTU.
+            count_lb(LbEvent::FragNeeded);
+        } else if rc != TTL_EXPIRES {
+            // No usable route from here (or a local destination).
+            count_lb(LbEvent::NoRoute);
+        }
+        Verdict::Pass
+    })
+}
+
+/// [`forward`]'s answer for a packet whose TTL runs out at this node (not a FIB code).
+const TTL_EXPIRES: i64 = -1;
+
+/// Routes a rewritten packet as the node would: the next hop's MACs from the FIB, the TTL
+/// decremented, back out of the uplink or out of another interface. `Err` carries the FIB's
+/// answer when it cannot be forwarded from here (the caller passes it to the stack), and
+/// `Ok(Verdict::Drop)` a packet that cannot be written.
+#[inline(always)]
+fn forward<H: Hook>(hook: &H) -> Result<Verdict, i64> {
     let packet = hook.packet();
     let Some(ip) = packet.header::<Ipv4Hdr>(ETH_HLEN) else {
-        return Verdict::Drop;
+        return Ok(Verdict::Drop);
     };
+    // SAFETY: bounds checked by `header`.
+    let (ttl, proto) = unsafe { ((*ip).ttl, (*ip).protocol) };
+    if ttl <= 1 {
+        // Expires here: the stack sends the ICMP time exceeded.
+        return Err(TTL_EXPIRES);
+    }
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid value (integers and unions of them).
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     let ingress = hook.ingress_ifindex();
@@ -310,47 +391,46 @@ fn send_out<H: Hook>(hook: &H) -> Verdict {
         params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes((*ip).daddr);
     }
     let rc = hook.fib_lookup(&mut params);
-    if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) && H::RESOLVES_NEIGHBOURS {
-        return Verdict::RedirectNeigh(params.ifindex);
+    let resolved = rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS);
+    if !resolved && !(rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) && H::RESOLVES_NEIGHBOURS) {
+        return Err(rc);
     }
-    if rc == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-        // Already translated: the stack fragments it or tells the sender the path MTU.
-        count_lb(LbEvent::FragNeeded);
-        return Verdict::Pass;
+    // TTL and protocol share a 16-bit word of the header checksum.
+    let word = |ttl: u8| u16::from_ne_bytes([ttl, proto]);
+    if hook.ip_csum2(word(ttl), word(ttl - 1)).is_none()
+        || hook.store(IP_TTL, &(ttl - 1)).is_none()
+    {
+        return Ok(Verdict::Drop);
     }
-    if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-        // No usable route from here (or a local destination): the stack routes the
-        // translated packet, or answers with an ICMP error as a router does.
-        count_lb(LbEvent::NoRoute);
-        return Verdict::Pass;
+    if !resolved {
+        return Ok(Verdict::RedirectNeigh(params.ifindex));
     }
     if hook.store(0, &params.dmac).is_none() || hook.store(6, &params.smac).is_none() {
-        return Verdict::Drop;
+        return Ok(Verdict::Drop);
     }
-    if params.ifindex == ingress {
+    Ok(if params.ifindex == ingress {
         Verdict::Tx
     } else {
         Verdict::Redirect(params.ifindex)
-    }
+    })
 }
 
-/// True for a TCP segment with SYN and without ACK: the first of a connection.
+/// A TCP segment's flags; zero for anything else (or a TCP header cut short).
 #[inline(always)]
-fn opens_connection(packet: &Packet, proto: u8, l4: usize) -> bool {
+fn tcp_flags(packet: &Packet, proto: u8, l4: usize) -> u8 {
     if proto != IPPROTO_TCP {
-        return false;
+        return 0;
     }
     let Some(tcp) = packet.header::<TcpHdr>(l4) else {
-        return false;
+        return 0;
     };
     // SAFETY: `header` checked that the TCP header lies inside the packet.
-    let flags = unsafe { (*tcp).doff_flags[1] };
-    flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    unsafe { (*tcp).doff_flags[1] }
 }
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
+pub const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 
 /// Turns a TCP segment without payload into the RST that refuses it (RFC 9293 3.10.7.1)

@@ -45,6 +45,7 @@ impl Xdp<'_> {
 
 impl Hook for Xdp<'_> {
     const RESOLVES_NEIGHBOURS: bool = false;
+    const DELIVERS_TO_PODS: bool = false;
     const AGGREGATES: bool = false;
 
     #[inline(always)]
@@ -77,6 +78,11 @@ impl Hook for Xdp<'_> {
     #[inline(always)]
     fn ip_csum4(&self, old: u32, new: u32) -> Option<()> {
         self.update_check(IP_CHECK, |c| csum_replace4(c, old, new))
+    }
+
+    #[inline(always)]
+    fn ip_csum2(&self, old: u16, new: u16) -> Option<()> {
+        self.update_check(IP_CHECK, |c| csum_replace2(c, old, new))
     }
 
     #[inline(always)]

@@ -309,6 +309,55 @@ fn privileged_nodeport_xdp_keeps_established_flows_on_their_backend_when_backend
 }
 
 #[test]
+fn privileged_nodeport_a_reset_in_either_direction_ends_the_flows_conntrack_entries() {
+    let mut plane = plane();
+    let segment = |port, flags| tcp_frame(CLIENT, port, NODE, 30080, flags);
+    // The client resets an established flow: the reset itself still reaches the pod...
+    let (_, out) = xdp(&mut plane, &segment(40100, packets::TCP_SYN));
+    let pod = inspect(&out).dst;
+    let (_, out) = xdp(&mut plane, &segment(40100, packets::TCP_RST));
+    assert_eq!(inspect(&out).dst, pod, "the reset goes to the flow's pod");
+    assert_eq!(stat(&plane, LbEvent::ConntrackHit), 1);
+    // ... then the flow is gone both ways: the pod's late reply is not reversed, and the
+    // tuple's next segment is a new flow.
+    let late = tcp_frame(pod, 8080, CLIENT, 40100, packets::TCP_ACK);
+    let (_, out) = tc(&mut plane, &late);
+    assert_eq!(out, late, "no entry reverses it");
+    let (_, out) = xdp(&mut plane, &segment(40100, packets::TCP_ACK));
+    assert!(LOCAL_PODS.contains(&inspect(&out).dst));
+    assert_eq!(
+        (
+            stat(&plane, LbEvent::Translated),
+            stat(&plane, LbEvent::ConntrackHit)
+        ),
+        (2, 1),
+        "chosen afresh, not found"
+    );
+
+    // The pod resets a flow: TC reverses the reset, then forgets the flow.
+    let (_, out) = xdp(&mut plane, &segment(40101, packets::TCP_SYN));
+    let pod = inspect(&out).dst;
+    let (_, out) = tc(
+        &mut plane,
+        &tcp_frame(pod, 8080, CLIENT, 40101, packets::TCP_RST),
+    );
+    let back = inspect(&out);
+    assert_eq!((back.src, back.sport), (NODE, 30080), "the reset reversed");
+    let late = tcp_frame(pod, 8080, CLIENT, 40101, packets::TCP_ACK);
+    let (_, out) = tc(&mut plane, &late);
+    assert_eq!(out, late, "no entry reverses it");
+    xdp(&mut plane, &segment(40101, packets::TCP_ACK));
+    assert_eq!(stat(&plane, LbEvent::Translated), 4, "a new flow");
+    assert_eq!(stat(&plane, LbEvent::ConntrackHit), 1);
+
+    // A reset opening no tracked flow is translated but not tracked.
+    xdp(&mut plane, &segment(40102, packets::TCP_RST));
+    xdp(&mut plane, &segment(40102, packets::TCP_ACK));
+    assert_eq!(stat(&plane, LbEvent::Translated), 6);
+    assert_eq!(stat(&plane, LbEvent::ConntrackHit), 1);
+}
+
+#[test]
 fn privileged_nodeport_xdp_sends_a_new_connection_on_a_reused_port_away_from_a_terminating_backend()
 {
     let mut plane = plane();
@@ -455,12 +504,18 @@ fn privileged_nodeport_xdp_refuses_udp_to_a_service_without_backends_with_icmp_p
 #[test]
 fn privileged_nodeport_tc_ingress_translates_keeps_flows_and_refuses_like_the_xdp_program() {
     let mut plane = plane();
-    // A new flow to a local pod: DNAT, passed up the stack.
-    let (verdict, out) = tc_in(
-        &mut plane,
-        &tcp_frame(CLIENT, 41000, NODE, 30080, packets::TCP_SYN),
-    );
-    assert_eq!(verdict, TC_ACT_OK);
+    // A new flow to a local pod: DNAT, and out of the pod's interface as a router would
+    // send it (next hop's MAC, TTL one less), skipping the stack's forwarding.
+    let node = node_netns();
+    let (verdict, out) = node
+        .run(|| {
+            tc_in(
+                &mut plane,
+                &tcp_frame(CLIENT, 41000, NODE, 30080, packets::TCP_SYN),
+            )
+        })
+        .unwrap();
+    assert_eq!(verdict, TC_ACT_REDIRECT, "out of the pod's interface");
     let seen = inspect(&out);
     assert!(
         LOCAL_PODS.contains(&seen.dst),
@@ -468,13 +523,20 @@ fn privileged_nodeport_tc_ingress_translates_keeps_flows_and_refuses_like_the_xd
         seen.dst
     );
     assert_eq!((seen.dport, seen.src, seen.sport), (8080, CLIENT, 41000));
-    // The flow's next segment finds its conntrack entry and the same pod.
-    let (_, again) = tc_in(
+    assert_eq!(&out[..6], &POD_MAC, "the pod's MAC");
+    assert_eq!(&out[6..12], &NODE_MAC, "the interface's own MAC");
+    assert_eq!(out[14 + 8], 63, "TTL decremented");
+    // The flow's next segment finds its conntrack entry and the same pod; where the FIB
+    // has no route to it (this namespace), the stack gets the translated segment.
+    let (verdict, again) = tc_in(
         &mut plane,
         &tcp_frame(CLIENT, 41000, NODE, 30080, packets::TCP_ACK),
     );
+    assert_eq!(verdict, TC_ACT_OK, "up the stack");
     assert_eq!(inspect(&again).dst, seen.dst);
+    assert_eq!(again[14 + 8], 64, "TTL left to the stack");
     assert_eq!(stat(&plane, LbEvent::ConntrackHit), 1);
+    assert_eq!(stat(&plane, LbEvent::NoRoute), 0, "not a routing failure");
 
     // No backend, TCP: the reset goes back out of the interface the SYN came in on.
     let (verdict, out) = tc_in(
@@ -588,56 +650,54 @@ fn privileged_nodeport_xdp_translates_past_ip_options_and_passes_fragments_and_t
     assert_eq!(stat(&plane, LbEvent::Translated), 1);
 }
 
+/// MACs of [`node_netns`]: its interface, the next hop towards other nodes and clients, and
+/// every local pod.
+const NODE_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xaa];
+const GATEWAY_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xbb];
+const POD_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xcc];
+
+/// A namespace for BPF_PROG_TEST_RUN's FIB lookups (it routes in the calling thread's
+/// namespace), routed like a node: local pods on one interface, other nodes' pods and
+/// clients through a gateway, every neighbour's MAC known.
+fn node_netns() -> Netns {
+    let ns = Netns::new("skx").unwrap();
+    let mac = |m: [u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    // FIB lookups for forwarding need forwarding on (as on every node).
+    let mut commands = vec![
+        "sysctl -qw net.ipv4.conf.all.forwarding=1".to_string(),
+        "ip link add up0 type veth peer name up1".into(),
+        "ip link set up1 up".into(),
+        format!("ip link set up0 address {} up", mac(NODE_MAC)),
+        "ip addr add 198.51.100.20/24 dev up0".into(),
+        format!(
+            "ip neigh add 198.51.100.30 lladdr {} dev up0 nud permanent",
+            mac(GATEWAY_MAC)
+        ),
+        "ip route add 10.244.20.0/24 via 198.51.100.30".into(),
+        "ip route add 192.0.2.0/24 via 198.51.100.30".into(),
+        "ip route add 10.244.9.0/24 dev up0".into(),
+    ];
+    for pod in LOCAL_PODS {
+        commands.push(format!(
+            "ip neigh add {pod} lladdr {} dev up0 nud permanent",
+            mac(POD_MAC)
+        ));
+    }
+    for command in commands {
+        ns.exec(&command.split(' ').collect::<Vec<_>>()).unwrap();
+    }
+    ns
+}
+
 #[test]
 fn privileged_nodeport_xdp_snats_flows_to_a_remote_backend_and_reverses_their_replies() {
     let mut plane = plane();
-    // BPF_PROG_TEST_RUN routes in the calling thread's namespace: give it a route to the
-    // remote pod through a neighbour with a known MAC.
-    let ns = Netns::new("skx").unwrap();
-    // FIB lookups for forwarding need forwarding on (as on every node).
-    ns.exec(&["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])
-        .unwrap();
-    ns.exec(&[
-        "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1",
-    ])
-    .unwrap();
-    ns.exec(&["ip", "link", "set", "up1", "up"]).unwrap();
-    ns.exec(&[
-        "ip",
-        "link",
-        "set",
-        "up0",
-        "address",
-        "02:00:00:00:00:aa",
-        "up",
-    ])
-    .unwrap();
-    ns.exec(&["ip", "addr", "add", "198.51.100.20/24", "dev", "up0"])
-        .unwrap();
-    ns.exec(&[
-        "ip",
-        "neigh",
-        "add",
-        "198.51.100.30",
-        "lladdr",
-        "02:00:00:00:00:bb",
-        "dev",
-        "up0",
-        "nud",
-        "permanent",
-    ])
-    .unwrap();
-    ns.exec(&[
-        "ip",
-        "route",
-        "add",
-        "10.244.20.0/24",
-        "via",
-        "198.51.100.30",
-    ])
-    .unwrap();
-    ns.exec(&["ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.30"])
-        .unwrap();
+    let ns = node_netns();
 
     let syn = tcp_frame(CLIENT, 42000, NODE, 30082, packets::TCP_SYN);
     let (verdict, out) = ns.run(|| xdp(&mut plane, &syn)).unwrap();
@@ -648,12 +708,9 @@ fn privileged_nodeport_xdp_snats_flows_to_a_remote_backend_and_reverses_their_re
         (NODE, REMOTE_POD, 8080),
         "DNAT and SNAT"
     );
-    assert_eq!(&out[..6], &[2, 0, 0, 0, 0, 0xbb], "next hop's MAC");
-    assert_eq!(
-        &out[6..12],
-        &[2, 0, 0, 0, 0, 0xaa],
-        "the interface's own MAC"
-    );
+    assert_eq!(&out[..6], &GATEWAY_MAC, "next hop's MAC");
+    assert_eq!(&out[6..12], &NODE_MAC, "the interface's own MAC");
+    assert_eq!(out[14 + 8], 63, "TTL decremented, as a router does");
 
     // The remote pod answers the node; XDP sends it back from the NodePort to the client.
     let reply = tcp_frame(
