@@ -1,12 +1,14 @@
 //! Socket load balancing for ClusterIP (cgroup `connect4`, `sendmsg4`, `recvmsg4`,
 //! `getpeername4`): a socket's service address is swapped for a backend once, when it
 //! connects (or per datagram for unconnected UDP), so no packet is ever NATed; the reverse
-//! map makes `recvmsg` and `getpeername` show the service address again.
+//! map makes `recvmsg` and `getpeername` show the service address again. `sock_release`
+//! drops a connected socket's reverse entry when it closes, so that connection churn does
+//! not crowd live sockets' entries out of the LRU.
 
 use aya_ebpf::{
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_set_retval},
-    macros::cgroup_sock_addr,
-    programs::SockAddrContext,
+    macros::{cgroup_sock, cgroup_sock_addr},
+    programs::{SockAddrContext, SockContext},
 };
 use skiff_ebpf_common::{LbEvent, ServiceKey, SockRevKey, SockRevValue};
 
@@ -42,6 +44,35 @@ pub fn sock_getpeername4(ctx: SockAddrContext) -> i32 {
     reverse(&ctx);
     ALLOW
 }
+
+#[cgroup_sock(sock_release)]
+pub fn sock_release(ctx: SockContext) -> i32 {
+    release(&ctx);
+    ALLOW
+}
+
+/// Removes the reverse entry of a socket connected to a backend (an unconnected UDP
+/// socket's entries, one per backend it sent to, are left to the LRU).
+#[inline(always)]
+fn release(ctx: &SockContext) {
+    let sk = ctx.sock;
+    // SAFETY: `sk` is the context the kernel passed; these fields are readable in
+    // sock_release.
+    let (family, addr, port) = unsafe { ((*sk).family, (*sk).dst_ip4, (*sk).dst_port) };
+    if family != AF_INET || addr == 0 {
+        return;
+    }
+    let key = SockRevKey {
+        // SAFETY: the helper takes the socket context, which is what `sk` is.
+        cookie: unsafe { bpf_get_socket_cookie(sk.cast()) },
+        addr,
+        port,
+        pad: 0,
+    };
+    let _ = SOCK_REV.remove(&key);
+}
+
+const AF_INET: u32 = 2;
 
 /// Rewrites a service destination to a backend; refuses the call when the service has none.
 #[inline(always)]

@@ -233,6 +233,7 @@ async fn privileged_agent_syncs_a_cluster_ip_from_the_api_and_a_restart_keeps_fo
         "sock_connect4",
         "sock_getpeername4",
         "sock_recvmsg4",
+        "sock_release",
         "sock_sendmsg4",
         "tc_uplink_egress",
         // The node's uplink is a veth: the agent runs the ingress program at TC there.

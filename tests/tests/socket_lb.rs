@@ -14,7 +14,7 @@ use skiff_agent::dataplane::{
     services::{DesiredService, ServiceSync},
 };
 use skiff_ebpf_common::{
-    Backend, LbEvent, ServiceKey,
+    Backend, LbEvent, ServiceKey, SockRevKey, SockRevValue,
     service::{PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY},
 };
 use skiff_tests::{
@@ -192,6 +192,41 @@ fn privileged_socket_lb_balances_connected_and_unconnected_udp_and_replies_come_
             "{mode}: {replies:?}"
         );
     }
+}
+
+/// How many reverse entries (socket, backend) the socket load balancer holds.
+fn reverse_entries(setup: &mut Setup) -> usize {
+    let map = setup.dataplane.take_map("SOCK_REV").unwrap();
+    let entries = aya::maps::HashMap::<_, SockRevKey, SockRevValue>::try_from(map)
+        .unwrap()
+        .keys()
+        .count();
+    entries
+}
+
+#[test]
+fn privileged_socket_lb_forgets_a_connected_socket_when_it_closes_and_an_unconnected_one_at_need() {
+    // TCP and connected UDP: one entry per socket while it is open, none once closed.
+    for mode in ["tcp", "udp-connected"] {
+        let mut setup = setup();
+        let target = if mode == "tcp" {
+            "10.96.7.10:80"
+        } else {
+            "10.96.7.10:53"
+        };
+        let lines = probe(&setup, true, mode, target, 20);
+        assert_eq!(tally(&lines).0.len(), 20, "{mode}: {lines:?}");
+        assert_eq!(
+            reverse_entries(&mut setup),
+            0,
+            "{mode}: every socket closed"
+        );
+    }
+    // An unconnected UDP socket's entries (one per backend it sent to) stay for the LRU.
+    let mut setup = setup();
+    let lines = probe(&setup, true, "udp", "10.96.7.10:53", 20);
+    assert_eq!(tally(&lines).0.len(), 20);
+    assert!(reverse_entries(&mut setup) > 0, "left to the LRU");
 }
 
 #[test]

@@ -13,8 +13,8 @@ use aya::{
     maps::{MapData, MapError, PerCpuArray, PerCpuHashMap},
     pin::PinError,
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, ProgramError,
-        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Program,
+        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
         tc,
         xdp::XdpLink,
@@ -44,6 +44,8 @@ pub const SOCK_PROGRAMS: [&str; 4] = [
     "sock_recvmsg4",
     "sock_getpeername4",
 ];
+/// Drops a closing socket's reverse entry; attached with the socket load balancer.
+pub const SOCK_RELEASE: &str = "sock_release";
 /// The per-cgroup traffic counters, attached to the node's cgroup subtree (ingress, egress).
 pub const CGROUP_SKB_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
     ("cgroup_skb_ingress", CgroupSkbAttachType::Ingress),
@@ -266,22 +268,28 @@ impl Dataplane {
             .load(OBJECT)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         for name in [XDP_UPLINK, XDP_PASS] {
-            xdp_program(&mut ebpf, name)?
+            program::<Xdp>(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
         for name in SOCK_PROGRAMS {
-            sock_program(&mut ebpf, name)?
+            program::<CgroupSockAddr>(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
+        program::<CgroupSock>(&mut ebpf, SOCK_RELEASE)?
+            .load()
+            .map_err(|source| DataplaneError::Program {
+                name: SOCK_RELEASE,
+                source,
+            })?;
         for (name, _) in CGROUP_SKB_PROGRAMS {
-            skb_program(&mut ebpf, name)?
+            program::<CgroupSkb>(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
         for name in [TC_UPLINK_INGRESS, TC_UPLINK_EGRESS] {
-            tc_program(&mut ebpf, name)?
+            program::<SchedClassifier>(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
@@ -310,7 +318,7 @@ impl Dataplane {
         })?;
         let link_dir = self.link_dir()?;
         for name in SOCK_PROGRAMS {
-            let program = sock_program(&mut self.ebpf, name)?;
+            let program = program::<CgroupSockAddr>(&mut self.ebpf, name)?;
             // Through a bpf_link, which never replaces another program on the cgroup
             // (links take no BPF_F_ALLOW_MULTI flag: the kernel refuses one).
             let attach_err = |source| DataplaneError::AttachCgroup {
@@ -322,10 +330,41 @@ impl Dataplane {
                 .attach(&dir, CgroupAttachMode::Single)
                 .map_err(attach_err)?;
             let Some(link_dir) = &link_dir else { continue };
-            let path = link_dir.join(name);
-            let link = fd_link(program.take_link(id).map_err(attach_err)?, &path)?;
-            self.pinned_links.push(pin_replacing(name, &path, link)?);
+            let link = program.take_link(id).map_err(attach_err)?;
+            self.keep_link(link_dir, name, link)?;
         }
+        let name = SOCK_RELEASE;
+        let program = program::<CgroupSock>(&mut self.ebpf, name)?;
+        let attach_err = |source| DataplaneError::AttachCgroup {
+            name,
+            cgroup: cgroup.to_path_buf(),
+            source,
+        };
+        let id = program
+            .attach(&dir, CgroupAttachMode::Single)
+            .map_err(attach_err)?;
+        let Some(link_dir) = &link_dir else {
+            return Ok(());
+        };
+        let link = program.take_link(id).map_err(attach_err)?;
+        self.keep_link(link_dir, name, link)
+    }
+
+    /// Pins a cgroup program's link, taken from its program, at `<link_dir>/<name>` (see
+    /// [`Dataplane::attach_socket_lb`]). Without a pin path links are not taken: the
+    /// programs own them and stay attached until this `Dataplane` is dropped.
+    fn keep_link<L>(
+        &mut self,
+        link_dir: &Path,
+        name: &'static str,
+        link: L,
+    ) -> Result<(), DataplaneError>
+    where
+        L: TryInto<FdLink, Error = LinkError>,
+    {
+        let path = link_dir.join(name);
+        let link = fd_link(link, &path)?;
+        self.pinned_links.push(pin_replacing(name, &path, link)?);
         Ok(())
     }
 
@@ -343,7 +382,7 @@ impl Dataplane {
         })?;
         let link_dir = self.link_dir()?;
         for (name, attach_type) in CGROUP_SKB_PROGRAMS {
-            let program = skb_program(&mut self.ebpf, name)?;
+            let program = program::<CgroupSkb>(&mut self.ebpf, name)?;
             let attach_err = |source| DataplaneError::AttachCgroup {
                 name,
                 cgroup: cgroup.to_path_buf(),
@@ -354,9 +393,8 @@ impl Dataplane {
                 .attach(&dir, attach_type, CgroupAttachMode::Single)
                 .map_err(attach_err)?;
             let Some(link_dir) = &link_dir else { continue };
-            let path = link_dir.join(name);
-            let link = fd_link(program.take_link(id).map_err(attach_err)?, &path)?;
-            self.pinned_links.push(pin_replacing(name, &path, link)?);
+            let link = program.take_link(id).map_err(attach_err)?;
+            self.keep_link(link_dir, name, link)?;
         }
         Ok(())
     }
@@ -400,7 +438,7 @@ impl Dataplane {
         &mut self,
         name: &'static str,
     ) -> Result<&mut CgroupSkb, DataplaneError> {
-        skb_program(&mut self.ebpf, name)
+        program::<CgroupSkb>(&mut self.ebpf, name)
     }
 
     /// Takes a map out of the loaded object, e.g. to hand it to the map writer.
@@ -512,7 +550,7 @@ impl Dataplane {
         direction: TcAttachType,
         link_dir: &Option<PathBuf>,
     ) -> Result<(), DataplaneError> {
-        let program = tc_program(&mut self.ebpf, name)?;
+        let program = program::<SchedClassifier>(&mut self.ebpf, name)?;
         let tc_err = |source| DataplaneError::AttachTc {
             interface: interface.to_string(),
             source,
@@ -533,7 +571,7 @@ impl Dataplane {
         interface: &str,
         link_dir: &Option<PathBuf>,
     ) -> Result<UplinkMode, DataplaneError> {
-        let xdp = xdp_program(&mut self.ebpf, XDP_UPLINK)?;
+        let xdp = program::<Xdp>(&mut self.ebpf, XDP_UPLINK)?;
         let xdp_err = |source| DataplaneError::AttachXdp {
             interface: interface.to_string(),
             source,
@@ -618,7 +656,7 @@ impl Dataplane {
     /// # Errors
     /// When the object has no such program.
     pub fn uplink_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
-        xdp_program(&mut self.ebpf, XDP_UPLINK)
+        program::<Xdp>(&mut self.ebpf, XDP_UPLINK)
     }
 
     /// The uplink's TC ingress program (the XDP program's twin), e.g. to run it with
@@ -627,7 +665,7 @@ impl Dataplane {
     /// # Errors
     /// When the object has no such program.
     pub fn uplink_ingress_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
-        tc_program(&mut self.ebpf, TC_UPLINK_INGRESS)
+        program::<SchedClassifier>(&mut self.ebpf, TC_UPLINK_INGRESS)
     }
 
     /// The uplink's TC egress program, e.g. to run it with `BPF_PROG_TEST_RUN`.
@@ -635,7 +673,7 @@ impl Dataplane {
     /// # Errors
     /// When the object has no such program.
     pub fn uplink_egress_program(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
-        tc_program(&mut self.ebpf, TC_UPLINK_EGRESS)
+        program::<SchedClassifier>(&mut self.ebpf, TC_UPLINK_EGRESS)
     }
 
     /// The pass-everything XDP program.
@@ -643,7 +681,7 @@ impl Dataplane {
     /// # Errors
     /// When the object has no such program.
     pub fn pass_program(&mut self) -> Result<&mut Xdp, DataplaneError> {
-        xdp_program(&mut self.ebpf, XDP_PASS)
+        program::<Xdp>(&mut self.ebpf, XDP_PASS)
     }
 }
 
@@ -919,43 +957,11 @@ fn driver_name(interface: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
-fn tc_program<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut SchedClassifier, DataplaneError> {
-    let program = ebpf
-        .program_mut(name)
-        .ok_or(DataplaneError::MissingProgram { name })?;
-    program
-        .try_into()
-        .map_err(|source| DataplaneError::Program { name, source })
-}
-
-fn skb_program<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut CgroupSkb, DataplaneError> {
-    let program = ebpf
-        .program_mut(name)
-        .ok_or(DataplaneError::MissingProgram { name })?;
-    program
-        .try_into()
-        .map_err(|source| DataplaneError::Program { name, source })
-}
-
-fn sock_program<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut CgroupSockAddr, DataplaneError> {
-    let program = ebpf
-        .program_mut(name)
-        .ok_or(DataplaneError::MissingProgram { name })?;
-    program
-        .try_into()
-        .map_err(|source| DataplaneError::Program { name, source })
-}
-
-fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
+/// The object's program `name`, as its type `P`.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, DataplaneError>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
     let program = ebpf
         .program_mut(name)
         .ok_or(DataplaneError::MissingProgram { name })?;
