@@ -103,6 +103,29 @@ pub fn web_deployment(name: &str, replicas: u32, spec: Value, pod_spec: Value) -
     deployment
 }
 
+/// Creates the namespace `shop` and in it the web Deployment `app` (see
+/// [`web_deployment`]), and waits for its `replicas` pods to be Ready; returns them.
+///
+/// # Panics
+/// When a create fails or the pods are not Ready within [`POD_WAIT`].
+pub async fn deploy_web(
+    client: &Client,
+    app: &str,
+    replicas: u32,
+    spec: Value,
+    pod_spec: Value,
+) -> Vec<Value> {
+    create(client, "namespaces", "", &namespace("shop")).await;
+    create(
+        client,
+        "deployments",
+        "shop",
+        &web_deployment(app, replicas, spec, pod_spec),
+    )
+    .await;
+    ready_pods(client, "shop", &format!("app={app}"), replicas as usize).await
+}
+
 /// The path under which a web pod answers `<pod name> <client address>`: the address its
 /// connection came from, as the pod sees it (the client's own, or a node's after SNAT).
 pub const PEER_PATH: &str = "/cgi-bin/peer";

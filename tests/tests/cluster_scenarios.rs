@@ -21,9 +21,9 @@ use skiff_tests::{
     pod_node::IMAGE,
     wait::eventually,
     workload::{
-        self, POD_WAIT, answers_through_every_node, create, endpoints, http_get, is_ready,
-        is_terminating, name, namespace, node_of, node_port_answers_through_every_node, pods,
-        probe_from_outside, prober, prober_output, ready_pods, start_cluster, summary,
+        self, POD_WAIT, answers_through_every_node, create, deploy_web, endpoints, http_get,
+        is_ready, is_terminating, name, namespace, node_of, node_port_answers_through_every_node,
+        pods, probe_from_outside, prober, prober_output, ready_pods, start_cluster, summary,
         web_deployment,
     },
 };
@@ -66,15 +66,7 @@ async fn privileged_six_spread_replicas_are_reached_through_cluster_ip_from_ever
     let started = Instant::now();
     let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
-    create(&client, "namespaces", "", &namespace("shop")).await;
-    create(
-        &client,
-        "deployments",
-        "shop",
-        &web_deployment("web", 6, json!({}), spread()),
-    )
-    .await;
-    let web = ready_pods(&client, "shop", "app=web", 6).await;
+    let web = deploy_web(&client, "web", 6, json!({}), spread()).await;
     let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
     for pod in &web {
         *per_node.entry(node_of(pod)).or_insert(0) += 1;
@@ -316,15 +308,7 @@ async fn privileged_a_killed_agents_node_goes_not_ready_its_pods_are_replaced_an
 async fn privileged_a_node_cut_off_and_healed_converges_with_no_duplicate_pods_or_containers() {
     let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
-    create(&client, "namespaces", "", &namespace("shop")).await;
-    create(
-        &client,
-        "deployments",
-        "shop",
-        &web_deployment("web", 3, json!({}), json!({})),
-    )
-    .await;
-    let before = ready_pods(&client, "shop", "app=web", 3).await;
+    let before = deploy_web(&client, "web", 3, json!({}), json!({})).await;
     let victim = node_of(&before[0]);
     let index = cluster.node_index(&victim).unwrap();
 
@@ -721,15 +705,7 @@ async fn privileged_killing_the_leading_control_and_the_etcd_leader_leaves_a_clu
  {
     let mut cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
-    create(&client, "namespaces", "", &namespace("shop")).await;
-    create(
-        &client,
-        "deployments",
-        "shop",
-        &web_deployment("web", 3, json!({}), json!({})),
-    )
-    .await;
-    ready_pods(&client, "shop", "app=web", 3).await;
+    deploy_web(&client, "web", 3, json!({}), json!({})).await;
     let leader = eventually("a leading control", Duration::from_secs(15), || async {
         cluster
             .leading_control(&client)

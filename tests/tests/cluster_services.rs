@@ -22,9 +22,9 @@ use skiff_tests::{
     pod_node::IMAGE,
     wait::eventually,
     workload::{
-        self, PEER_PATH, answers_through_every_node, create, http_get, http_get_path, name,
-        namespace, node_of, node_port, node_port_answers_through_every_node, pod_name_env,
-        probe_from_outside, ready_pods, start_cluster, summary, web_deployment,
+        self, PEER_PATH, answers_through_every_node, create, deploy_web, http_get, http_get_path,
+        name, node_of, node_port, node_port_answers_through_every_node, pod_name_env,
+        probe_from_outside, ready_pods, start_cluster, summary,
     },
 };
 
@@ -47,15 +47,7 @@ async fn cluster_with(
 ) -> (Cluster, Client, Vec<Value>) {
     let cluster = start_cluster(config).await;
     let client = cluster.client().unwrap();
-    create(&client, "namespaces", "", &namespace("shop")).await;
-    create(
-        &client,
-        "deployments",
-        "shop",
-        &web_deployment(app, replicas, json!({}), pod_spec),
-    )
-    .await;
-    let pods = ready_pods(&client, "shop", &format!("app={app}"), replicas as usize).await;
+    let pods = deploy_web(&client, app, replicas, json!({}), pod_spec).await;
     (cluster, client, pods)
 }
 

@@ -21,8 +21,8 @@ use skiff_tests::{
     process::workspace_binary,
     wait::eventually,
     workload::{
-        self, POD_WAIT, create, endpoints, is_ready, is_terminating, name, namespace, node_of,
-        pods, ready_pods, start_cluster, summary, web_deployment,
+        self, POD_WAIT, create, deploy_web, endpoints, is_ready, is_terminating, name, namespace,
+        node_of, pods, ready_pods, start_cluster, summary, web_deployment,
     },
 };
 
@@ -58,15 +58,7 @@ async fn containers_on_nodes(cluster: &Cluster, count: usize) {
 async fn privileged_a_deployment_scales_up_and_down_with_real_containers_on_the_nodes() {
     let cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
-    create(&client, "namespaces", "", &namespace("shop")).await;
-    create(
-        &client,
-        "deployments",
-        "shop",
-        &web_deployment("web", 2, json!({}), json!({})),
-    )
-    .await;
-    ready_pods(&client, "shop", "app=web", 2).await;
+    deploy_web(&client, "web", 2, json!({}), json!({})).await;
     containers_on_nodes(&cluster, 2).await;
 
     client
@@ -344,15 +336,7 @@ async fn privileged_killing_a_nodes_agent_makes_it_not_ready_within_the_grace_pe
  {
     let mut cluster = start_cluster(ClusterConfig::default()).await;
     let client = cluster.client().unwrap();
-    create(&client, "namespaces", "", &namespace("shop")).await;
-    create(
-        &client,
-        "deployments",
-        "shop",
-        &web_deployment("web", 3, json!({}), json!({})),
-    )
-    .await;
-    let before = ready_pods(&client, "shop", "app=web", 3).await;
+    let before = deploy_web(&client, "web", 3, json!({}), json!({})).await;
     let victim = node_of(&before[0]);
     let index = cluster.node_index(&victim).unwrap();
     let on_victim: BTreeSet<String> = before
