@@ -127,16 +127,33 @@ fn reverse_nat(ctx: &TcContext) -> Option<()> {
     Some(())
 }
 
-/// Headers the ingress side reads: Ethernet, IPv4 with options, TCP with options.
-const HEADERS: u32 = (ETH_HLEN + 60 + 60) as u32;
+/// The fixed TCP header, the longest L4 header the ingress side reads (UDP's and ICMP's
+/// are 8 bytes); it never reads TCP options or payload.
+const TCP_HLEN: usize = 20;
+
+/// Makes the headers the ingress side reads linear (Ethernet, IPv4 with its options, the
+/// fixed TCP header), and only when they are not: pulling may copy the skb's head, and a
+/// TCP segment's payload usually sits in page fragments, which must stay there.
+#[inline(always)]
+fn linearize_headers(ctx: &TcContext) {
+    let packet = Packet {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    let ihl = packet
+        .header::<Ipv4Hdr>(ETH_HLEN)
+        // SAFETY: `header` checked the bounds.
+        .map_or(60, |ip| unsafe { (*ip).header_len() })
+        .max(size_of::<Ipv4Hdr>());
+    let need = (ETH_HLEN + ihl + TCP_HLEN).min(ctx.len() as usize);
+    if packet.len() < need {
+        let _ = ctx.pull_data(need as u32);
+    }
+}
 
 #[classifier]
 pub fn tc_uplink_ingress(ctx: TcContext) -> i32 {
-    // Make the headers linear when they are not (only then: pulling may copy the skb).
-    let headers = ctx.len().min(HEADERS);
-    if ctx.data_end() - ctx.data() < headers as usize {
-        let _ = ctx.pull_data(headers);
-    }
+    linearize_headers(&ctx);
     let hook = Tc(&ctx);
     let ifindex = hook.ingress_ifindex();
     match ingress(&hook) {
