@@ -73,8 +73,10 @@ impl Report {
                     }
                     _ => String::new(),
                 };
+                // Ratios need their third decimal; rates and times do not.
+                let precision = if row.unit == "ratio" { 3 } else { 1 };
                 println!(
-                    "{case:<cw$} {metric:<mw$} {:<sw$} {:>14.1} {:<10} {ratio:>12}",
+                    "{case:<cw$} {metric:<mw$} {:<sw$} {:>14.precision$} {:<10} {ratio:>12}",
                     row.system, row.value, row.unit
                 );
             }

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use skiff_tests::netns::Netns;
 
-use super::topology::MESSAGE;
+use super::topology::{MESSAGE, Side, pin};
 
 /// The first argument that makes `skiff-bench` run as a load generator.
 pub const LOADGEN_ARG: &str = "loadgen";
@@ -64,6 +64,8 @@ impl Outcome {
 pub fn main(spec_json: &str) -> Result<()> {
     let spec: Spec = serde_json::from_str(spec_json).context("parsing the loadgen spec")?;
     ensure!(!spec.targets.is_empty(), "no targets");
+    // Before the client threads start: they inherit it.
+    pin(Side::Client);
     let outcome = match spec.mode {
         Mode::FirstSuccess => first_success(&spec)?,
         _ => load(&spec),

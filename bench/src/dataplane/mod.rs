@@ -35,10 +35,11 @@ use topology::{EchoServer, NODE_IP, Topology};
 const COUNTS: [usize; 3] = [1, 1_000, 10_000];
 /// Client threads of the load generator.
 const THREADS: usize = 4;
-/// How long each load case runs, per round.
-const CASE_MS: u64 = 2_000;
+/// How long each load case runs, per round: short rounds, many of them, so that Skiff and
+/// direct alternate often enough for the machine's slow phases to hit both alike.
+const CASE_MS: u64 = 600;
 /// Rounds of every load case; the median is reported.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 15;
 /// Services a load spreads its connections over (evenly over the set).
 const TARGETS: usize = 64;
 /// Maglev table size for the bench's services (two endpoints each).
@@ -140,9 +141,13 @@ const LOAD_SYSTEMS: [System; 4] = [
     System::Skiff,
 ];
 
-/// Every load case on every system, `ROUNDS` times, the systems' order rotating each round
-/// (all four programmed side by side), so that a burst of noise on the shared machine
-/// lands on one round of one system, and the median of the rounds is reported.
+/// The metric of Skiff's rate over direct's, the median of the rounds' ratios.
+const PAIRED_RATIO: &str = "per_round_skiff/direct";
+
+/// Every load case on every system, `ROUNDS` times: in each round every case runs on the
+/// four systems back to back (all programmed side by side), their order rotating each
+/// round, so that a burst of noise on the shared machine lands on one round of one system,
+/// and the median of the rounds is reported.
 fn measure_loads(report: &mut Report, set: &[Service], restore: &str) -> Result<()> {
     let programmed: Vec<(System, Programmed)> = LOAD_SYSTEMS
         .iter()
@@ -154,17 +159,38 @@ fn measure_loads(report: &mut Report, set: &[Service], restore: &str) -> Result<
         .collect::<Result<_>>()?;
     let mut samples: BTreeMap<(String, &'static str, &'static str), Vec<Outcome>> = BTreeMap::new();
     for round in 0..ROUNDS {
-        for k in 0..programmed.len() {
-            let (system, programmed) = &programmed[(round + k) % programmed.len()];
-            for (case, rate, outcome) in load_cases(programmed, *system, set)
-                .with_context(|| format!("{} in round {round}", system.name()))?
-            {
+        for case in LoadCase::ALL {
+            for k in 0..programmed.len() {
+                let (system, programmed) = &programmed[(round + k) % programmed.len()];
+                let outcome = run_case(programmed, *system, set, case).with_context(|| {
+                    format!("{} of {} in round {round}", case.label(), system.name())
+                })?;
                 samples
-                    .entry((case, system.name(), rate))
+                    .entry((
+                        format!("{}, {} svc", case.label(), set.len()),
+                        system.name(),
+                        case.rate(),
+                    ))
                     .or_default()
                     .push(outcome);
             }
         }
+    }
+    // Skiff against direct round by round: the two ran seconds apart, so a slow phase of
+    // the machine weighs on both sides of each ratio.
+    for ((case, system, rate), skiff) in &samples {
+        if *system != SKIFF {
+            continue;
+        }
+        let Some(direct) = samples.get(&(case.clone(), System::Direct.name(), *rate)) else {
+            continue;
+        };
+        let ratios = skiff
+            .iter()
+            .zip(direct)
+            .map(|(s, d)| s.per_second() / d.per_second())
+            .collect();
+        report.add(case, SKIFF, PAIRED_RATIO, median(ratios), "ratio");
     }
     for ((case, system, rate), outcomes) in samples {
         let pick = |f: fn(&Outcome) -> f64| median(outcomes.iter().map(f).collect());
@@ -184,57 +210,79 @@ fn measure_loads(report: &mut Report, set: &[Service], restore: &str) -> Result<
     Ok(())
 }
 
-/// One round of the load cases on `system`: (case, rate metric, outcome) each.
-fn load_cases(
+/// The load cases.
+#[derive(Clone, Copy, Debug)]
+enum LoadCase {
+    /// ClusterIP from a process on the node (in the node's cgroup, for Skiff's socket LB),
+    /// requests back to back on one connection per thread.
+    ClusterIpPersistent,
+    /// The same with a new connection per request.
+    ClusterIpPerRequest,
+    /// NodePort from outside the node (the client netns), a new connection per request:
+    /// the uplink program for Skiff.
+    NodePort,
+}
+
+impl LoadCase {
+    const ALL: [Self; 3] = [
+        Self::ClusterIpPersistent,
+        Self::ClusterIpPerRequest,
+        Self::NodePort,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::ClusterIpPersistent => "clusterip persistent",
+            Self::ClusterIpPerRequest => "clusterip new conn/request",
+            Self::NodePort => "nodeport new conn/request",
+        }
+    }
+
+    fn rate(self) -> &'static str {
+        match self {
+            Self::NodePort => "connections_per_s",
+            _ => "requests_per_s",
+        }
+    }
+}
+
+/// One round of one load case on `system`.
+fn run_case(
     programmed: &Programmed,
     system: System,
     set: &[Service],
-) -> Result<Vec<(String, &'static str, Outcome)>> {
+    case: LoadCase,
+) -> Result<Outcome> {
     let picked = services::sample(set, TARGETS);
-    let count = set.len();
-    let (cluster, nodeport): (Vec<SocketAddrV4>, Vec<SocketAddrV4>) = if system == System::Direct {
-        let pods: Vec<_> = picked.iter().flat_map(|s| s.endpoint_addrs()).collect();
-        (pods.clone(), pods)
+    let targets: Vec<SocketAddrV4> = if system == System::Direct {
+        picked.iter().flat_map(|s| s.endpoint_addrs()).collect()
+    } else if let LoadCase::NodePort = case {
+        picked
+            .iter()
+            .map(|s| SocketAddrV4::new(NODE_IP, s.node_port))
+            .collect()
     } else {
-        (
-            picked.iter().map(|s| s.cluster_addr()).collect(),
-            picked
-                .iter()
-                .map(|s| SocketAddrV4::new(NODE_IP, s.node_port))
-                .collect(),
-        )
+        picked.iter().map(|s| s.cluster_addr()).collect()
     };
-    let spec = |mode, targets: &Vec<SocketAddrV4>| Spec {
-        mode,
-        targets: targets.clone(),
-        threads: THREADS,
-        duration_ms: CASE_MS,
+    let (mode, netns, cgroup) = match case {
+        LoadCase::ClusterIpPersistent => {
+            (Mode::Persistent, &programmed.topo.node, programmed.cgroup())
+        }
+        LoadCase::ClusterIpPerRequest => {
+            (Mode::PerRequest, &programmed.topo.node, programmed.cgroup())
+        }
+        LoadCase::NodePort => (Mode::PerRequest, &programmed.topo.client, None),
     };
-    let mut out = Vec::new();
-    // ClusterIP from a process on the node (in the node's cgroup for Skiff's socket LB).
-    for (mode, label) in [
-        (Mode::Persistent, "clusterip persistent"),
-        (Mode::PerRequest, "clusterip new conn/request"),
-    ] {
-        let outcome = loadgen::run(
-            &programmed.topo.node,
-            programmed.cgroup(),
-            &spec(mode, &cluster),
-        )?;
-        out.push((format!("{label}, {count} svc"), "requests_per_s", outcome));
-    }
-    // NodePort from outside the node (the client netns): the uplink program for Skiff.
-    let outcome = loadgen::run(
-        &programmed.topo.client,
-        None,
-        &spec(Mode::PerRequest, &nodeport),
-    )?;
-    out.push((
-        format!("nodeport new conn/request, {count} svc"),
-        "connections_per_s",
-        outcome,
-    ));
-    Ok(out)
+    loadgen::run(
+        netns,
+        cgroup,
+        &Spec {
+            mode,
+            targets,
+            threads: THREADS,
+            duration_ms: CASE_MS,
+        },
+    )
 }
 
 /// Creates service `others` while services `0..others` exist, and measures the time from

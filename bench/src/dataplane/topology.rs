@@ -72,6 +72,37 @@ impl Topology {
     }
 }
 
+/// The CPU the load generator's threads run on, and the echo server's: on a machine with
+/// two or more CPUs, clients and servers are kept apart, each side pinned to one CPU, so
+/// that every system's run sees the same placement instead of the scheduler's choice of
+/// the moment (the largest source of run-to-run spread on a 2-core machine).
+#[derive(Clone, Copy, Debug)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// Pins the calling thread (and the threads it starts afterwards) to `side`'s CPU; a no-op
+/// on a single-CPU machine.
+pub fn pin(side: Side) {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus < 2 {
+        return;
+    }
+    let cpu = match side {
+        Side::Client => 0,
+        Side::Server => cpus - 1,
+    };
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it; the call
+    // reads `size_of` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        // Best effort: an affinity the machine refuses leaves the placement to the kernel.
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
+    }
+}
+
 /// A TCP echo server on every endpoint address (port 8080 of the pod netns): each thread
 /// accepts a connection and echoes fixed-size messages until the client closes.
 #[derive(Debug)]
@@ -107,6 +138,7 @@ impl EchoServer {
 }
 
 fn serve(listener: &TcpListener, stop: &AtomicBool) {
+    pin(Side::Server);
     let mut buf = [0u8; MESSAGE];
     while !stop.load(Ordering::Relaxed) {
         let Ok((mut conn, _)) = listener.accept() else {
