@@ -1,8 +1,7 @@
 //! TC on a node's uplink. Egress: reverse NAT for replies of flows the ingress side sent to
 //! a pod on this node, so the client sees them come from the service address it asked for.
 //! Ingress: the same work as the XDP program (`uplink`), for interfaces where XDP costs
-//! more than it saves (veths: native XDP there copies every cloned TCP skb) or cannot run;
-//! unlike XDP it also hands frames for this node's pods to their interfaces itself.
+//! more than it saves (veths: native XDP there copies every cloned TCP skb) or cannot run.
 
 use aya_ebpf::{
     bindings::{
@@ -176,7 +175,6 @@ struct Tc<'a>(&'a TcContext);
 
 impl Hook for Tc<'_> {
     const RESOLVES_NEIGHBOURS: bool = true;
-    const DELIVERS_TO_PODS: bool = true;
     const AGGREGATES: bool = true;
 
     #[inline(always)]

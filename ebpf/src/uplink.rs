@@ -3,12 +3,12 @@
 //!
 //! Every frame is classified and counted. TCP and UDP to a NodePort, LoadBalancer or
 //! external IP are load-balanced: conntrack first (a flow keeps its backend), else a new
-//! backend by affinity or Maglev; DNAT to a pod on this node (sent to the pod's interface
-//! after a FIB lookup where the hook can, else passed up the stack; TC egress reverses the
-//! replies on the way out), or DNAT and SNAT to the node address for a pod on another
-//! node (sent straight back out after a FIB lookup; its replies are reversed here). A
-//! service without backends refuses at once: TCP with a reset, UDP with ICMP port
-//! unreachable. Everything else is passed untouched.
+//! backend by affinity or Maglev; DNAT to a pod on this node (passed up the stack, TC egress
+//! reverses the replies on the way out), or DNAT and SNAT to the node address for a pod on
+//! another node (routed straight back out after a FIB lookup, TTL decremented; its replies
+//! are reversed here). A TCP reset ends its flow's entries. A service without backends
+//! refuses at once: TCP with a reset, UDP with ICMP port unreachable. Everything else is
+//! passed untouched.
 
 use aya_ebpf::bindings::{
     BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
@@ -58,10 +58,6 @@ pub enum Verdict {
 pub trait Hook {
     /// Whether `Verdict::RedirectNeigh` can be carried out here.
     const RESOLVES_NEIGHBOURS: bool;
-    /// Whether a frame for a pod on this node is sent to the pod's interface from here. The
-    /// stack's forwarding path is then skipped; XDP passes such frames up instead (an XDP
-    /// redirect into a veth needs an XDP program on its peer, inside the pod).
-    const DELIVERS_TO_PODS: bool;
     /// Whether a packet can be a GRO/GSO aggregate, longer than its header's MTU check
     /// would allow (a veth passes the sender's GSO skbs whole): the FIB lookup then leaves
     /// the MTU check to the kernel's, which measures the segments, not the aggregate.
@@ -285,14 +281,10 @@ pub fn forget(forward: &CtKey, reply: &CtKey) {
 fn translate<H: Hook>(hook: &H, flow: &Flow, chosen: &Backend, snat: bool) -> Option<Verdict> {
     rewrite_destination(hook, flow, chosen.addr, chosen.port)?;
     if !snat {
-        // A pod on this node (TC egress reverses the replies): straight to its interface
-        // where the hook can, else the stack forwards it; so does the stack whatever the
-        // FIB cannot route (a backend on the node's own address).
-        return Some(if H::DELIVERS_TO_PODS {
-            forward(hook).unwrap_or(Verdict::Pass)
-        } else {
-            Verdict::Pass
-        });
+        // A pod on this node: the stack delivers it; TC egress reverses the replies. (Sending
+        // it to the pod's veth from TC after a FIB lookup measured no faster than the
+        // stack's forwarding: the lookup costs what the forwarding path does.)
+        return Some(Verdict::Pass);
     }
     rewrite_source(hook, flow, NODE_ADDR.load(), flow.key.sport)?;
     Some(send_out(hook))

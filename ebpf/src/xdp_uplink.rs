@@ -45,7 +45,6 @@ impl Xdp<'_> {
 
 impl Hook for Xdp<'_> {
     const RESOLVES_NEIGHBOURS: bool = false;
-    const DELIVERS_TO_PODS: bool = false;
     const AGGREGATES: bool = false;
 
     #[inline(always)]
