@@ -197,11 +197,10 @@ fn privileged_socket_lb_balances_connected_and_unconnected_udp_and_replies_come_
 /// How many reverse entries (socket, backend) the socket load balancer holds.
 fn reverse_entries(setup: &mut Setup) -> usize {
     let map = setup.dataplane.take_map("SOCK_REV").unwrap();
-    let entries = aya::maps::HashMap::<_, SockRevKey, SockRevValue>::try_from(map)
+    aya::maps::HashMap::<_, SockRevKey, SockRevValue>::try_from(map)
         .unwrap()
         .keys()
-        .count();
-    entries
+        .count()
 }
 
 #[test]
