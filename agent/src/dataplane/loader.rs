@@ -318,35 +318,36 @@ impl Dataplane {
         })?;
         let link_dir = self.link_dir()?;
         for name in SOCK_PROGRAMS {
-            let program = program::<CgroupSockAddr>(&mut self.ebpf, name)?;
-            // Through a bpf_link, which never replaces another program on the cgroup
-            // (links take no BPF_F_ALLOW_MULTI flag: the kernel refuses one).
-            let attach_err = |source| DataplaneError::AttachCgroup {
-                name,
-                cgroup: cgroup.to_path_buf(),
-                source,
-            };
-            let id = program
-                .attach(&dir, CgroupAttachMode::Single)
-                .map_err(attach_err)?;
-            let Some(link_dir) = &link_dir else { continue };
-            let link = program.take_link(id).map_err(attach_err)?;
-            self.keep_link(link_dir, name, link)?;
+            self.attach_to_cgroup::<CgroupSockAddr>(name, &dir, cgroup, link_dir.as_deref())?;
         }
-        let name = SOCK_RELEASE;
-        let program = program::<CgroupSock>(&mut self.ebpf, name)?;
+        self.attach_to_cgroup::<CgroupSock>(SOCK_RELEASE, &dir, cgroup, link_dir.as_deref())
+    }
+
+    /// Attaches the cgroup program `name` to `dir` (the cgroup at `cgroup`) through a
+    /// bpf_link, which never replaces another program on the cgroup (links take no
+    /// BPF_F_ALLOW_MULTI flag: the kernel refuses one), and pins the link under `link_dir`
+    /// when there is one (see [`Dataplane::keep_link`]).
+    fn attach_to_cgroup<P: SocketCgroupProgram>(
+        &mut self,
+        name: &'static str,
+        dir: &File,
+        cgroup: &Path,
+        link_dir: Option<&Path>,
+    ) -> Result<(), DataplaneError>
+    where
+        for<'a> &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+    {
+        let program = program::<P>(&mut self.ebpf, name)?;
         let attach_err = |source| DataplaneError::AttachCgroup {
             name,
             cgroup: cgroup.to_path_buf(),
             source,
         };
-        let id = program
-            .attach(&dir, CgroupAttachMode::Single)
-            .map_err(attach_err)?;
-        let Some(link_dir) = &link_dir else {
+        let id = program.attach_single(dir).map_err(attach_err)?;
+        let Some(link_dir) = link_dir else {
             return Ok(());
         };
-        let link = program.take_link(id).map_err(attach_err)?;
+        let link = program.take(id).map_err(attach_err)?;
         self.keep_link(link_dir, name, link)
     }
 
@@ -955,6 +956,37 @@ fn driver_name(interface: &str) -> Option<String> {
     }
     let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
     Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// The socket load balancer's program types: attached to a cgroup with their attach type
+/// fixed at load, their links pinned.
+trait SocketCgroupProgram {
+    type LinkId;
+    type Link: TryInto<FdLink, Error = LinkError>;
+    fn attach_single(&mut self, cgroup: &File) -> Result<Self::LinkId, ProgramError>;
+    fn take(&mut self, id: Self::LinkId) -> Result<Self::Link, ProgramError>;
+}
+
+impl SocketCgroupProgram for CgroupSockAddr {
+    type LinkId = aya::programs::cgroup_sock_addr::CgroupSockAddrLinkId;
+    type Link = aya::programs::cgroup_sock_addr::CgroupSockAddrLink;
+    fn attach_single(&mut self, cgroup: &File) -> Result<Self::LinkId, ProgramError> {
+        self.attach(cgroup, CgroupAttachMode::Single)
+    }
+    fn take(&mut self, id: Self::LinkId) -> Result<Self::Link, ProgramError> {
+        self.take_link(id)
+    }
+}
+
+impl SocketCgroupProgram for CgroupSock {
+    type LinkId = aya::programs::cgroup_sock::CgroupSockLinkId;
+    type Link = aya::programs::cgroup_sock::CgroupSockLink;
+    fn attach_single(&mut self, cgroup: &File) -> Result<Self::LinkId, ProgramError> {
+        self.attach(cgroup, CgroupAttachMode::Single)
+    }
+    fn take(&mut self, id: Self::LinkId) -> Result<Self::Link, ProgramError> {
+        self.take_link(id)
+    }
 }
 
 /// The object's program `name`, as its type `P`.
