@@ -330,40 +330,20 @@ fn rewrite<H: Hook>(
     hook.store(port_at, &port)
 }
 
-/// Sends a rewritten packet towards its new destination (see [`forward`]); the stack gets
-/// what the FIB cannot route, and routes it or answers with an ICMP error as a router does.
+/// Routes a rewritten packet as the node would: the next hop's MACs from the FIB, the TTL
+/// decremented, back out of the uplink or out of another interface. The stack gets what
+/// the FIB cannot route (and routes it or answers with an ICMP error, as a router does)
+/// and what expires here (it sends the ICMP time exceeded).
 #[inline(always)]
 fn send_out<H: Hook>(hook: &H) -> Verdict {
-    forward(hook).unwrap_or_else(|rc| {
-        if rc == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-            // Already translated: the stack fragments it or tells the sender the path MTU.
-            count_lb(LbEvent::FragNeeded);
-        } else if rc != TTL_EXPIRES {
-            // No usable route from here (or a local destination).
-            count_lb(LbEvent::NoRoute);
-        }
-        Verdict::Pass
-    })
-}
-
-/// [`forward`]'s answer for a packet whose TTL runs out at this node (not a FIB code).
-const TTL_EXPIRES: i64 = -1;
-
-/// Routes a rewritten packet as the node would: the next hop's MACs from the FIB, the TTL
-/// decremented, back out of the uplink or out of another interface. `Err` carries the FIB's
-/// answer when it cannot be forwarded from here (the caller passes it to the stack), and
-/// `Ok(Verdict::Drop)` a packet that cannot be written.
-#[inline(always)]
-fn forward<H: Hook>(hook: &H) -> Result<Verdict, i64> {
     let packet = hook.packet();
     let Some(ip) = packet.header::<Ipv4Hdr>(ETH_HLEN) else {
-        return Ok(Verdict::Drop);
+        return Verdict::Drop;
     };
     // SAFETY: bounds checked by `header`.
     let (ttl, proto) = unsafe { ((*ip).ttl, (*ip).protocol) };
     if ttl <= 1 {
-        // Expires here: the stack sends the ICMP time exceeded.
-        return Err(TTL_EXPIRES);
+        return Verdict::Pass;
     }
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid value (integers and unions of them).
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
@@ -385,26 +365,33 @@ fn forward<H: Hook>(hook: &H) -> Result<Verdict, i64> {
     let rc = hook.fib_lookup(&mut params);
     let resolved = rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS);
     if !resolved && !(rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) && H::RESOLVES_NEIGHBOURS) {
-        return Err(rc);
+        count_lb(if rc == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+            // Already translated: the stack fragments it or tells the sender the path MTU.
+            LbEvent::FragNeeded
+        } else {
+            // No usable route from here (or a local destination).
+            LbEvent::NoRoute
+        });
+        return Verdict::Pass;
     }
     // TTL and protocol share a 16-bit word of the header checksum.
     let word = |ttl: u8| u16::from_ne_bytes([ttl, proto]);
     if hook.ip_csum2(word(ttl), word(ttl - 1)).is_none()
         || hook.store(IP_TTL, &(ttl - 1)).is_none()
     {
-        return Ok(Verdict::Drop);
+        return Verdict::Drop;
     }
     if !resolved {
-        return Ok(Verdict::RedirectNeigh(params.ifindex));
+        return Verdict::RedirectNeigh(params.ifindex);
     }
     if hook.store(0, &params.dmac).is_none() || hook.store(6, &params.smac).is_none() {
-        return Ok(Verdict::Drop);
+        return Verdict::Drop;
     }
-    Ok(if params.ifindex == ingress {
+    if params.ifindex == ingress {
         Verdict::Tx
     } else {
         Verdict::Redirect(params.ifindex)
-    })
+    }
 }
 
 /// A TCP segment's flags; zero for anything else (or a TCP header cut short).
