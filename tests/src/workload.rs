@@ -394,3 +394,15 @@ pub async fn prober_output(
     .await
     .unwrap()
 }
+
+/// Prints every node's uplink load-balancing counters (for the record and for failures).
+pub fn print_lb_counters(cluster: &Cluster) {
+    for node in &cluster.nodes {
+        eprintln!(
+            "{} uplink LB counters [translated, no backend, affinity, stale backend, reverse, \
+             conntrack hit, no route, frag needed]: {:?}",
+            node.name,
+            node.lb_stats()
+        );
+    }
+}

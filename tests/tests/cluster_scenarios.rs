@@ -23,8 +23,8 @@ use skiff_tests::{
     workload::{
         self, POD_WAIT, answers_through_every_node, create, deploy_web, endpoints, http_get,
         is_ready, is_terminating, name, namespace, node_of, node_port_answers_through_every_node,
-        pods, probe_from_outside, prober, prober_output, ready_pods, start_cluster, summary,
-        web_deployment,
+        pods, print_lb_counters, probe_from_outside, prober, prober_output, ready_pods,
+        start_cluster, summary, web_deployment,
     },
 };
 
@@ -679,14 +679,7 @@ async fn privileged_a_rolling_update_under_steady_load_through_the_service_fails
         "requests through the NodePort of every node: {results:?}, {during_update} of them while pods were replaced; \
          endpoint slices {slice_names:?} never had fewer than {fewest_ready} ready endpoints"
     );
-    for node in &cluster.nodes {
-        eprintln!(
-            "{} uplink LB counters [translated, no backend, affinity, stale backend, reverse, \
-             conntrack hit, no route, frag needed]: {:?}",
-            node.name,
-            node.lb_stats()
-        );
-    }
+    print_lb_counters(&cluster);
     assert!(
         fewest_ready >= 3,
         "with maxUnavailable 0 the slices always list 3 ready endpoints: {fewest_ready} in \

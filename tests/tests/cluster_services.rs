@@ -24,7 +24,7 @@ use skiff_tests::{
     workload::{
         self, PEER_PATH, answers_through_every_node, create, deploy_web, http_get, http_get_path,
         name, node_of, node_port, node_port_answers_through_every_node, pod_name_env,
-        probe_from_outside, ready_pods, start_cluster, summary,
+        print_lb_counters, probe_from_outside, ready_pods, start_cluster, summary,
     },
 };
 
@@ -63,18 +63,6 @@ async fn one_pinned_backend(config: ClusterConfig) -> (Cluster, Client, String) 
     .await;
     assert_eq!(node_of(&pods[0]), node, "pinned: {}", summary(&pods));
     (cluster, client, name(&pods[0]))
-}
-
-/// Prints every node's uplink load-balancing counters (for the record and for failures).
-fn print_lb_counters(cluster: &Cluster) {
-    for node in &cluster.nodes {
-        eprintln!(
-            "{} uplink LB counters [translated, no backend, affinity, stale backend, reverse, \
-             conntrack hit, no route, frag needed]: {:?}",
-            node.name,
-            node.lb_stats()
-        );
-    }
 }
 
 /// A Service like [`workload::service`] with `extra` merged into its spec.
