@@ -11,6 +11,7 @@ use skiff_agent::{
     dataplane::{
         Dataplane, LoadOptions,
         desired::NodeView,
+        endpoints::{self, LocalEndpoints},
         lb_maps::KernelLbMaps,
         maglev::Maglev,
         services::{self, ServiceSync},
@@ -77,6 +78,7 @@ async fn main() -> Result<()> {
         .attach_cgroup_stats(&config.cgroup_root)
         .context("attaching the cgroup traffic counters")?;
     let maps = KernelLbMaps::take(&mut dataplane, sizes.maglev_table_size)?;
+    let local_endpoints = LocalEndpoints::take(&mut dataplane)?;
     let dataplane = Arc::new(dataplane);
     let machine = MachineInfo::read(&config.state_dir);
     let metrics = Arc::new(AgentMetrics::new(MachineFacts {
@@ -113,6 +115,14 @@ async fn main() -> Result<()> {
         }
     };
     let beating = tokio::spawn(heartbeat.run(until_stopped()));
+    // The pod worker tells when it wires or removes a pod's veth.
+    let pod_network_changed = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(endpoints::run(
+        local_endpoints,
+        Arc::clone(&pod_network_changed),
+        Duration::from_secs(30),
+        until_stopped(),
+    ));
     let housekeeping = tokio::spawn(
         housekeeping(&config, client.clone(), Arc::clone(&dataplane)).run(
             config.metrics.housekeeping_interval,
@@ -146,6 +156,7 @@ async fn main() -> Result<()> {
     let pods = {
         let (config, shutdown) = (config.clone(), until_stopped());
         let metrics = Arc::clone(&metrics);
+        let network_changed = Arc::clone(&pod_network_changed);
         let eviction = NodeEviction {
             capacity: machine.memory_bytes,
             layout,
@@ -153,7 +164,15 @@ async fn main() -> Result<()> {
             shutdown: until_stopped(),
         };
         tokio::spawn(async move {
-            match start_pods(&config, client, metrics, eviction, shutdown).await {
+            let started = start_pods(
+                &config,
+                client,
+                metrics,
+                eviction,
+                network_changed,
+                shutdown,
+            );
+            match started.await {
                 Ok(manager) => {
                     let _ = manager.await;
                 }
@@ -344,6 +363,7 @@ async fn start_pods<F>(
     client: Client,
     metrics: Arc<AgentMetrics>,
     eviction: NodeEviction<F>,
+    network_changed: Arc<tokio::sync::Notify>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>>
 where
@@ -385,6 +405,7 @@ where
             cgroup_mount: "/sys/fs/cgroup".into(),
             pod_cidr,
             pids_limit: (config.pod_pids_limit > 0).then_some(config.pod_pids_limit),
+            network_changed: Some(network_changed),
         },
     )?;
     manager.report_to(metrics);

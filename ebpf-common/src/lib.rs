@@ -10,7 +10,7 @@ pub mod stats;
 
 pub use cgroup_stats::{CgroupNetCounters, CgroupNetKey};
 pub use service::{
-    AffinityKey, AffinityValue, Backend, CtKey, CtValue, LbEvent, ServiceKey, ServiceValue,
-    SockRevKey, SockRevValue,
+    AffinityKey, AffinityValue, Backend, CtKey, CtValue, LbEvent, LocalEndpoint, ServiceKey,
+    ServiceValue, SockRevKey, SockRevValue,
 };
 pub use stats::{FlowCounter, PacketClass, PacketCounter};

@@ -231,6 +231,22 @@ pub struct CtValue {
 
 const _: () = assert!(size_of::<CtValue>() == 32);
 
+/// A pod on this node, by address (`LOCAL_ENDPOINTS`): where the uplink's TC program hands a
+/// packet translated to it, straight into the pod (`bpf_redirect_peer`) instead of through
+/// the node's forwarding path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalEndpoint {
+    /// The host side of the pod's veth pair.
+    pub ifindex: u32,
+    /// The pod side's MAC: the frame's destination.
+    pub mac: [u8; 6],
+    /// The host side's MAC (the pod's gateway): the frame's source.
+    pub node_mac: [u8; 6],
+}
+
+const _: () = assert!(size_of::<LocalEndpoint>() == 16);
+
 /// Counters of the load-balancing programs; the discriminant is the `LB_STATS` index.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -253,11 +269,13 @@ pub enum LbEvent {
     /// A translated packet was larger than the next hop's MTU; the stack got it instead
     /// (it fragments it or sends "fragmentation needed").
     FragNeeded = 7,
+    /// A translated packet was handed straight to a pod on this node (its veth peer).
+    LocalDelivered = 8,
 }
 
 impl LbEvent {
     /// Number of events, the size of `LB_STATS`.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 
     /// Every event, in index order.
     pub const ALL: [LbEvent; Self::COUNT as usize] = [
@@ -269,6 +287,7 @@ impl LbEvent {
         LbEvent::ConntrackHit,
         LbEvent::NoRoute,
         LbEvent::FragNeeded,
+        LbEvent::LocalDelivered,
     ];
 
     /// The label used in metrics and CLI output.
@@ -282,6 +301,7 @@ impl LbEvent {
             LbEvent::ConntrackHit => "conntrack_hit",
             LbEvent::NoRoute => "no_route",
             LbEvent::FragNeeded => "frag_needed",
+            LbEvent::LocalDelivered => "local_delivered",
         }
     }
 }
@@ -309,6 +329,8 @@ mod pod {
     unsafe impl aya::Pod for CtKey {}
     // SAFETY: see above.
     unsafe impl aya::Pod for CtValue {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for LocalEndpoint {}
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use skiff_ebpf_common::{
     AffinityKey, AffinityValue, Backend, CgroupNetCounters, CgroupNetKey, CtKey, CtValue,
-    FlowCounter, LbEvent, PacketClass, PacketCounter, ServiceKey, ServiceValue, SockRevKey,
+    FlowCounter, LbEvent, LocalEndpoint, PacketClass, PacketCounter, ServiceKey, ServiceValue, SockRevKey,
     SockRevValue,
 };
 
@@ -51,6 +51,10 @@ pub static SOCK_REV: LruHashMap<SockRevKey, SockRevValue> = LruHashMap::with_max
 #[map(name = "AFFINITY")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
     LruHashMap::with_max_entries(65536, 0);
+
+/// Pod address -> its veth on this node, for handing translated packets straight to it.
+#[map(name = "LOCAL_ENDPOINTS")]
+pub static LOCAL_ENDPOINTS: HashMap<u32, LocalEndpoint> = HashMap::with_max_entries(1024, 0);
 
 /// Flows translated by XDP, both directions.
 #[map(name = "CONNTRACK")]

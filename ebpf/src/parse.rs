@@ -103,4 +103,22 @@ impl Packet {
     pub fn header_mut<T>(&self, offset: usize) -> Option<*mut T> {
         self.header::<T>(offset).map(|p| p.cast_mut())
     }
+
+    /// Writes `value` at `offset`, if it fits inside the packet.
+    #[inline(always)]
+    pub fn write<T: Copy>(&self, offset: usize, value: &T) -> Option<()> {
+        let at = self.header_mut::<T>(offset)?;
+        // SAFETY: bounds-checked by `header_mut`; packet data has no alignment.
+        unsafe { core::ptr::write_unaligned(at, *value) };
+        Some(())
+    }
+
+    /// Replaces the 2-byte checksum at `offset` with `update(checksum)`.
+    #[inline(always)]
+    pub fn update_check(&self, offset: usize, update: impl FnOnce([u8; 2]) -> [u8; 2]) -> Option<()> {
+        let check = self.header_mut::<[u8; 2]>(offset)?;
+        // SAFETY: bounds-checked by `header_mut`.
+        unsafe { *check = update(*check) };
+        Some(())
+    }
 }

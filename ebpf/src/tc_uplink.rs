@@ -9,7 +9,8 @@ use aya_ebpf::{
         bpf_fib_lookup,
     },
     helpers::generated::{
-        bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail,
+        bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
+        bpf_skb_change_tail,
     },
     macros::classifier,
     programs::TcContext,
@@ -21,6 +22,7 @@ use skiff_ebpf_common::{
 
 use crate::{
     maps::{CONNTRACK, count_lb},
+    nat::{csum_replace2, csum_replace4},
     parse::{ETH_HLEN, ETH_P_IP, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, L4Ports, Packet},
     uplink::{Hook, TCP_RST, Verdict, forget, ingress},
 };
@@ -82,15 +84,10 @@ fn reverse_nat(ctx: &TcContext) -> Option<()> {
     if entry.flags & CT_REPLY == 0 || entry.flags & CT_SNAT != 0 {
         return None;
     }
-    let udp_without_checksum = proto == IPPROTO_UDP && ctx.load::<u16>(l4 + UDP_CHECK).ok()? == 0;
-    // The helpers keep checksums right whatever the skb's checksum state (offloads).
-    ctx.l3_csum_replace(
-        ETH_HLEN + IP_CHECK,
-        u64::from(saddr),
-        u64::from(entry.nat_addr),
-        4,
-    )
-    .ok()?;
+    // A UDP header's checksum is the last 2 of its 8 bytes.
+    let udp_without_checksum = proto == IPPROTO_UDP && ports.rest[2..] == [0, 0];
+    // L4 checksums through the helpers, which keep them right whatever the skb's checksum
+    // state (offloads); the IPv4 header checksum is always whole, so it is updated here.
     if !udp_without_checksum {
         let flags = u64::from(BPF_F_PSEUDO_HDR) | 4;
         ctx.l4_csum_replace(
@@ -108,10 +105,20 @@ fn reverse_nat(ctx: &TcContext) -> Option<()> {
         )
         .ok()?;
     }
-    ctx.store(ETH_HLEN + IP_SADDR, &entry.nat_addr, 0).ok()?;
-    ctx.store(l4 + L4_SPORT, &entry.nat_port, 0).ok()?;
+    // The helpers may have moved the packet: take its bounds again.
+    let packet = Packet {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    packet.update_check(ETH_HLEN + IP_CHECK, |c| {
+        csum_replace4(c, saddr, entry.nat_addr)
+    })?;
+    packet.write(ETH_HLEN + IP_SADDR, &entry.nat_addr)?;
+    packet.write(l4 + L4_SPORT, &entry.nat_port)?;
+    let flags = packet.header::<u8>(l4 + TCP_FLAGS);
     count_lb(LbEvent::ReverseTranslated);
-    if proto == IPPROTO_TCP && ctx.load::<u8>(l4 + TCP_FLAGS).ok()? & TCP_RST != 0 {
+    // SAFETY: `header` checked the bounds.
+    if proto == IPPROTO_TCP && flags.is_some_and(|f| unsafe { *f } & TCP_RST != 0) {
         // The pod reset the connection: the flow's entries go (see `forget`).
         let forward = CtKey {
             saddr: key.daddr,
@@ -166,6 +173,8 @@ pub fn tc_uplink_ingress(ctx: TcContext) -> i32 {
         Verdict::RedirectNeigh(target) => unsafe {
             bpf_redirect_neigh(target, core::ptr::null_mut(), 0, 0) as i32
         },
+        // SAFETY: `bpf_redirect_peer` only records the target; valid at TC ingress.
+        Verdict::RedirectPeer(target) => unsafe { bpf_redirect_peer(target, 0) as i32 },
     }
 }
 
@@ -175,6 +184,7 @@ struct Tc<'a>(&'a TcContext);
 
 impl Hook for Tc<'_> {
     const RESOLVES_NEIGHBOURS: bool = true;
+    const REDIRECTS_TO_PEER: bool = true;
     const AGGREGATES: bool = true;
 
     #[inline(always)]
@@ -198,21 +208,19 @@ impl Hook for Tc<'_> {
 
     #[inline(always)]
     fn store<T: Copy>(&self, offset: usize, value: &T) -> Option<()> {
-        self.0.store(offset, value, 0).ok()
+        self.packet().write(offset, value)
     }
 
     #[inline(always)]
     fn ip_csum4(&self, old: u32, new: u32) -> Option<()> {
-        self.0
-            .l3_csum_replace(ETH_HLEN + IP_CHECK, u64::from(old), u64::from(new), 4)
-            .ok()
+        self.packet()
+            .update_check(ETH_HLEN + IP_CHECK, |c| csum_replace4(c, old, new))
     }
 
     #[inline(always)]
     fn ip_csum2(&self, old: u16, new: u16) -> Option<()> {
-        self.0
-            .l3_csum_replace(ETH_HLEN + IP_CHECK, u64::from(old), u64::from(new), 2)
-            .ok()
+        self.packet()
+            .update_check(ETH_HLEN + IP_CHECK, |c| csum_replace2(c, old, new))
     }
 
     #[inline(always)]

@@ -24,7 +24,7 @@ use skiff_ebpf_common::{
 
 use crate::{
     lb::{backend, choose, mix64, service},
-    maps::{CONNTRACK, NODE_ADDR, count, count_flow, count_lb},
+    maps::{CONNTRACK, LOCAL_ENDPOINTS, NODE_ADDR, count, count_flow, count_lb},
     nat::checksum,
     parse::{
         ETH_HLEN, ETH_P_IP, EthHdr, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, L4Ports,
@@ -51,6 +51,9 @@ pub enum Verdict {
     /// Out of another interface whose next hop has no neighbour entry yet: the kernel
     /// resolves it (only hooks with `RESOLVES_NEIGHBOURS`).
     RedirectNeigh(u32),
+    /// Into the peer of a veth on this node (a pod's interface), as if received there
+    /// (only hooks with `REDIRECTS_TO_PEER`).
+    RedirectPeer(u32),
 }
 
 /// Packet access at one attach point. Offsets count from the Ethernet header; addresses
@@ -58,6 +61,8 @@ pub enum Verdict {
 pub trait Hook {
     /// Whether `Verdict::RedirectNeigh` can be carried out here.
     const RESOLVES_NEIGHBOURS: bool;
+    /// Whether `Verdict::RedirectPeer` can be carried out here.
+    const REDIRECTS_TO_PEER: bool;
     /// Whether a packet can be a GRO/GSO aggregate, longer than its header's MTU check
     /// would allow (a veth passes the sender's GSO skbs whole): the FIB lookup then leaves
     /// the MTU check to the kernel's, which measures the segments, not the aggregate.
@@ -145,7 +150,7 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
         },
     };
     // SAFETY: `bpf_ktime_get_ns` has no preconditions.
-    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_ns() };
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
     let flags = tcp_flags(&packet, proto, l4);
 
     if let Some(entry) = CONNTRACK.get_ptr_mut(&flow.key) {
@@ -281,13 +286,47 @@ pub fn forget(forward: &CtKey, reply: &CtKey) {
 fn translate<H: Hook>(hook: &H, flow: &Flow, chosen: &Backend, snat: bool) -> Option<Verdict> {
     rewrite_destination(hook, flow, chosen.addr, chosen.port)?;
     if !snat {
-        // A pod on this node: the stack delivers it; TC egress reverses the replies. (Sending
-        // it to the pod's veth from TC after a FIB lookup measured no faster than the
-        // stack's forwarding: the lookup costs what the forwarding path does.)
-        return Some(Verdict::Pass);
+        // A pod on this node: straight into it when its veth is known, else the stack
+        // forwards it. TC egress reverses the replies either way.
+        return Some(deliver_local(hook, chosen.addr).unwrap_or(Verdict::Pass));
     }
     rewrite_source(hook, flow, NODE_ADDR.load(), flow.key.sport)?;
     Some(send_out(hook))
+}
+
+/// Hands a packet translated to a pod on this node straight to the pod's interface, as the
+/// node's forwarding would have (TTL decremented, the node's MAC as source), without the
+/// node's routing, neighbour and queueing path. `None` leaves it to the stack: no hook
+/// support, a pod the agent has not registered, or a TTL that expires here (the stack
+/// sends the ICMP time exceeded).
+#[inline(always)]
+fn deliver_local<H: Hook>(hook: &H, pod: u32) -> Option<Verdict> {
+    if !H::REDIRECTS_TO_PEER {
+        return None;
+    }
+    let endpoint = LOCAL_ENDPOINTS.get_ptr(&pod)?;
+    // SAFETY: a successful lookup; copied out at once.
+    let endpoint = unsafe { *endpoint };
+    let ip = hook.packet().header::<Ipv4Hdr>(ETH_HLEN)?;
+    // SAFETY: bounds checked by `header`.
+    let (ttl, proto) = unsafe { ((*ip).ttl, (*ip).protocol) };
+    if ttl <= 1 {
+        return None;
+    }
+    decrement_ttl(hook, ttl, proto)?;
+    hook.store(0, &endpoint.mac)?;
+    hook.store(6, &endpoint.node_mac)?;
+    count_lb(LbEvent::LocalDelivered);
+    Some(Verdict::RedirectPeer(endpoint.ifindex))
+}
+
+/// Writes `ttl - 1`, keeping the header checksum right (TTL and protocol share a 16-bit
+/// word of it).
+#[inline(always)]
+fn decrement_ttl<H: Hook>(hook: &H, ttl: u8, proto: u8) -> Option<()> {
+    let word = |ttl: u8| u16::from_ne_bytes([ttl, proto]);
+    hook.ip_csum2(word(ttl), word(ttl - 1))?;
+    hook.store(IP_TTL, &(ttl - 1))
 }
 
 /// Rewrites the destination address and port (each field is rewritten at most once per
@@ -374,11 +413,7 @@ fn send_out<H: Hook>(hook: &H) -> Verdict {
         });
         return Verdict::Pass;
     }
-    // TTL and protocol share a 16-bit word of the header checksum.
-    let word = |ttl: u8| u16::from_ne_bytes([ttl, proto]);
-    if hook.ip_csum2(word(ttl), word(ttl - 1)).is_none()
-        || hook.store(IP_TTL, &(ttl - 1)).is_none()
-    {
+    if decrement_ttl(hook, ttl, proto).is_none() {
         return Verdict::Drop;
     }
     if !resolved {

@@ -24,7 +24,9 @@ pub fn xdp_uplink(ctx: XdpContext) -> u32 {
         Verdict::Tx => xdp_action::XDP_TX,
         // SAFETY: `bpf_redirect` only records the target interface.
         Verdict::Redirect(ifindex) => unsafe { bpf_redirect(ifindex, 0) as u32 },
-        Verdict::Drop | Verdict::RedirectNeigh(_) => xdp_action::XDP_DROP,
+        Verdict::Drop | Verdict::RedirectNeigh(_) | Verdict::RedirectPeer(_) => {
+            xdp_action::XDP_DROP
+        }
     }
 }
 
@@ -32,19 +34,9 @@ pub fn xdp_uplink(ctx: XdpContext) -> u32 {
 /// yet, so there is no checksum state to keep).
 struct Xdp<'a>(&'a XdpContext);
 
-impl Xdp<'_> {
-    /// Replaces the 2-byte checksum at `offset` with `update(checksum)`.
-    #[inline(always)]
-    fn update_check(&self, offset: usize, update: impl FnOnce([u8; 2]) -> [u8; 2]) -> Option<()> {
-        let check = self.packet().header_mut::<[u8; 2]>(offset)?;
-        // SAFETY: bounds-checked by `header_mut`.
-        unsafe { *check = update(*check) };
-        Some(())
-    }
-}
-
 impl Hook for Xdp<'_> {
     const RESOLVES_NEIGHBOURS: bool = false;
+    const REDIRECTS_TO_PEER: bool = false;
     const AGGREGATES: bool = false;
 
     #[inline(always)]
@@ -68,30 +60,27 @@ impl Hook for Xdp<'_> {
 
     #[inline(always)]
     fn store<T: Copy>(&self, offset: usize, value: &T) -> Option<()> {
-        let at = self.packet().header_mut::<T>(offset)?;
-        // SAFETY: bounds-checked by `header_mut`; packet data has no alignment.
-        unsafe { core::ptr::write_unaligned(at, *value) };
-        Some(())
+        self.packet().write(offset, value)
     }
 
     #[inline(always)]
     fn ip_csum4(&self, old: u32, new: u32) -> Option<()> {
-        self.update_check(IP_CHECK, |c| csum_replace4(c, old, new))
+        self.packet().update_check(IP_CHECK, |c| csum_replace4(c, old, new))
     }
 
     #[inline(always)]
     fn ip_csum2(&self, old: u16, new: u16) -> Option<()> {
-        self.update_check(IP_CHECK, |c| csum_replace2(c, old, new))
+        self.packet().update_check(IP_CHECK, |c| csum_replace2(c, old, new))
     }
 
     #[inline(always)]
     fn l4_csum4(&self, offset: usize, old: u32, new: u32, _pseudo: bool) -> Option<()> {
-        self.update_check(offset, |c| csum_replace4(c, old, new))
+        self.packet().update_check(offset, |c| csum_replace4(c, old, new))
     }
 
     #[inline(always)]
     fn l4_csum2(&self, offset: usize, old: u16, new: u16) -> Option<()> {
-        self.update_check(offset, |c| csum_replace2(c, old, new))
+        self.packet().update_check(offset, |c| csum_replace2(c, old, new))
     }
 
     #[inline(always)]

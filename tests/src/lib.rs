@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod cluster;
 pub mod containerd;
 pub mod control;
+pub mod dataplane;
 pub mod etcd;
 pub mod metrics;
 pub mod netns;

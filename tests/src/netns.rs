@@ -123,6 +123,44 @@ impl Netns {
     }
 }
 
+/// An interface's index and MAC, as `ip link` shows them inside a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub mac: [u8; 6],
+}
+
+impl Netns {
+    /// The index and MAC of interface `name` in this namespace.
+    ///
+    /// # Errors
+    /// When `ip` fails or its output has no index or MAC.
+    pub fn link(&self, name: &str) -> Result<Link> {
+        let out = self.exec(&["ip", "-o", "link", "show", "dev", name])?;
+        let index = out
+            .split(':')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .with_context(|| format!("no index for {name} in `{out}`"))?;
+        let mac = out
+            .split_whitespace()
+            .skip_while(|word| *word != "link/ether")
+            .nth(1)
+            .and_then(parse_mac)
+            .with_context(|| format!("no MAC for {name} in `{out}`"))?;
+        Ok(Link { index, mac })
+    }
+}
+
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace also removes the interfaces inside it.

@@ -10,6 +10,7 @@ use std::{
 
 use serde_json::{Value, json};
 use skiff_api::client::{Client, ListParams};
+use skiff_ebpf_common::LbEvent;
 
 use crate::{
     cluster::{Cluster, ClusterConfig, ClusterNode},
@@ -398,9 +399,9 @@ pub async fn prober_output(
 /// Prints every node's uplink load-balancing counters (for the record and for failures).
 pub fn print_lb_counters(cluster: &Cluster) {
     for node in &cluster.nodes {
+        let names = LbEvent::ALL.map(LbEvent::name);
         eprintln!(
-            "{} uplink LB counters [translated, no backend, affinity, stale backend, reverse, \
-             conntrack hit, no route, frag needed]: {:?}",
+            "{} uplink LB counters {names:?}: {:?}",
             node.name,
             node.lb_stats()
         );

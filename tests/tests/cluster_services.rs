@@ -17,6 +17,7 @@ use std::{
 
 use serde_json::{Value, json};
 use skiff_api::client::Client;
+use skiff_ebpf_common::LbEvent;
 use skiff_tests::{
     cluster::{CLIENT_IP, Cluster, ClusterConfig},
     pod_node::IMAGE,
@@ -156,6 +157,15 @@ async fn privileged_node_port_and_load_balancer_ip_answer_through_the_backends_n
         );
     }
     print_lb_counters(&cluster);
+    // The backend's agent registered its pod: what came in for it from outside went
+    // straight into the pod's veth, past the node's forwarding.
+    let delivered =
+        cluster.nodes[BACKEND_NODE].lb_stats().unwrap()[LbEvent::LocalDelivered as usize];
+    assert!(
+        delivered >= 20,
+        "the NodePort and LoadBalancer connections through the backend's node were handed \
+         to the pod's veth: {delivered} packets"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

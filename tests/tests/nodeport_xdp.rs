@@ -755,17 +755,7 @@ fn serves_real_connections_and_refuses_backendless_ports(hook: UplinkHook, expec
     }
     let _servers = NameServers::start(&node, &LOCAL_PODS, 8080, 5353).unwrap();
     let node_ip = Ipv4Addr::new(10, 78, 0, 2);
-    let sizes = MapSizes {
-        maglev_table_size: 251,
-        maglev_tables: 16,
-        ..MapSizes::default()
-    };
-    let mut dataplane = Dataplane::load(&LoadOptions {
-        pin_path: None,
-        sizes,
-        node_addr: Some(node_ip),
-    })
-    .unwrap();
+    let mut dataplane = skiff_tests::dataplane::load(node_ip).unwrap();
     let mode = node
         .run(|| dataplane.attach_uplink(&node_if, hook))
         .unwrap()

@@ -65,6 +65,8 @@ pub const SOCK_REV: &str = "SOCK_REV";
 pub const AFFINITY: &str = "AFFINITY";
 /// XDP conntrack.
 pub const CONNTRACK: &str = "CONNTRACK";
+/// This node's pods: pod address -> its veth (see `endpoints`).
+pub const LOCAL_ENDPOINTS: &str = "LOCAL_ENDPOINTS";
 /// Load-balancing event counters.
 pub const LB_STATS: &str = "LB_STATS";
 /// Flows, packets and bytes per backend id.
@@ -73,13 +75,14 @@ pub const BACKEND_STATS: &str = "BACKEND_STATS";
 pub const SERVICE_STATS: &str = "SERVICE_STATS";
 /// The maps that hold the data plane's state and are pinned so that they outlive the agent
 /// (the traffic counters too, so that they keep counting up across agent restarts).
-pub const PINNED_MAPS: [&str; 9] = [
+pub const PINNED_MAPS: [&str; 10] = [
     SERVICES,
     BACKENDS,
     MAGLEV,
     SOCK_REV,
     AFFINITY,
     CONNTRACK,
+    LOCAL_ENDPOINTS,
     CGROUP_NET_STATS,
     BACKEND_STATS,
     SERVICE_STATS,
@@ -723,7 +726,7 @@ impl<K: aya::Pod, V: aya::Pod> KeyWalk for PerCpuHashMap<MapData, K, V> {
 }
 
 /// Opens the map `name` pinned under `pin_path` as an `M`, with its capacity.
-fn open_pinned<M: TryFrom<aya::maps::Map, Error = MapError>>(
+pub(super) fn open_pinned<M: TryFrom<aya::maps::Map, Error = MapError>>(
     pin_path: &Path,
     name: &'static str,
 ) -> Result<(M, u32), MapError> {
@@ -750,7 +753,8 @@ fn fill_of<M: KeyWalk>(pin_path: &Path, name: &'static str) -> Option<MapFill> {
 pub fn pinned_stats(pin_path: &Path) -> PinnedStats {
     use aya::maps::HashMap;
     use skiff_ebpf_common::{
-        AffinityKey, AffinityValue, Backend, CtKey, CtValue, ServiceValue, SockRevKey, SockRevValue,
+        AffinityKey, AffinityValue, Backend, CtKey, CtValue, LocalEndpoint, ServiceValue,
+        SockRevKey, SockRevValue,
     };
     /// Each key's counters summed over CPUs, and the map's fill.
     type Sums<K> = (std::collections::HashMap<K, FlowCounter>, MapFill);
@@ -791,6 +795,7 @@ pub fn pinned_stats(pin_path: &Path) -> PinnedStats {
         fill_of::<HashMap<MapData, SockRevKey, SockRevValue>>(pin_path, SOCK_REV),
         fill_of::<HashMap<MapData, AffinityKey, AffinityValue>>(pin_path, AFFINITY),
         fill_of::<HashMap<MapData, CtKey, CtValue>>(pin_path, CONNTRACK),
+        fill_of::<HashMap<MapData, u32, LocalEndpoint>>(pin_path, LOCAL_ENDPOINTS),
         fill_of::<PerCpuHashMap<MapData, CgroupNetKey, CgroupNetCounters>>(
             pin_path,
             CGROUP_NET_STATS,
@@ -831,7 +836,7 @@ pub struct FlowStats {
 fn pinned_layout(name: &str) -> Option<(usize, usize)> {
     use skiff_ebpf_common::{
         AffinityKey, AffinityValue, Backend, CgroupNetCounters, CgroupNetKey, CtKey, CtValue,
-        FlowCounter, ServiceKey, ServiceValue, SockRevKey, SockRevValue,
+        FlowCounter, LocalEndpoint, ServiceKey, ServiceValue, SockRevKey, SockRevValue,
     };
     Some(match name {
         SERVICES => (size_of::<ServiceKey>(), size_of::<ServiceValue>()),
@@ -840,6 +845,7 @@ fn pinned_layout(name: &str) -> Option<(usize, usize)> {
         SOCK_REV => (size_of::<SockRevKey>(), size_of::<SockRevValue>()),
         AFFINITY => (size_of::<AffinityKey>(), size_of::<AffinityValue>()),
         CONNTRACK => (size_of::<CtKey>(), size_of::<CtValue>()),
+        LOCAL_ENDPOINTS => (size_of::<u32>(), size_of::<LocalEndpoint>()),
         CGROUP_NET_STATS => (size_of::<CgroupNetKey>(), size_of::<CgroupNetCounters>()),
         BACKEND_STATS => (size_of::<u32>(), size_of::<FlowCounter>()),
         SERVICE_STATS => (size_of::<ServiceKey>(), size_of::<FlowCounter>()),

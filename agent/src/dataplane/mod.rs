@@ -4,9 +4,11 @@
 //! `loader` turns the object built from the `ebpf` crate into loaded programs and maps and
 //! attaches them (XDP on the uplink, socket LB on the node's cgroup); `maglev` builds the
 //! backend tables the programs hash into; `services` turns the desired services into the
-//! fewest map writes, in a safe order, through the `lb_maps` seam.
+//! fewest map writes, in a safe order, through the `lb_maps` seam; `endpoints` registers
+//! this node's pods so that translated packets reach them past the node's stack.
 
 pub mod desired;
+pub mod endpoints;
 pub mod lb_maps;
 pub mod loader;
 pub mod maglev;

@@ -8,7 +8,7 @@ use std::{borrow::Borrow, collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
 use futures::TryStreamExt;
 use rtnetlink::{
-    RouteMessageBuilder, new_connection,
+    Handle, RouteMessageBuilder, new_connection,
     packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol},
 };
 use skiff_api::{
@@ -107,6 +107,16 @@ fn message(cidr: Cidr, via: Ipv4Addr) -> RouteMessage {
         .build()
 }
 
+/// Every IPv4 route of this network namespace's main table.
+pub(super) async fn ipv4_routes(handle: &Handle) -> Result<Vec<RouteMessage>, rtnetlink::Error> {
+    handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+}
+
 /// Makes this network namespace's Skiff routes exactly `wanted`.
 ///
 /// # Errors
@@ -115,11 +125,7 @@ pub async fn sync(wanted: &BTreeMap<String, Route>) -> Result<(), RouteError> {
     let (connection, handle, _) = new_connection().map_err(RouteError::Socket)?;
     let connection = tokio::spawn(connection);
     let result = async {
-        let routes: Vec<RouteMessage> = handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
+        let routes = ipv4_routes(&handle)
             .await
             .map_err(|source| RouteError::Netlink {
                 what: "listing routes".into(),

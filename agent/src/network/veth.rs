@@ -2,12 +2,15 @@
 //! route to the pod, proxy ARP, forwarding on), the pod side renamed to eth0 with the pod's
 //! address and a default route out of it.
 
-use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
+use std::{collections::BTreeMap, net::Ipv4Addr, os::fd::AsRawFd, path::Path};
 
 use futures::TryStreamExt;
 use rtnetlink::{
     Handle, LinkUnspec, LinkVeth, RouteMessageBuilder, new_connection,
-    packet_route::route::RouteScope,
+    packet_route::{
+        link::{LinkAttribute, LinkMessage},
+        route::{RouteAddress, RouteAttribute, RouteScope},
+    },
 };
 use sha2::{Digest, Sha256};
 
@@ -36,11 +39,100 @@ pub enum VethError {
     Missing { name: String },
 }
 
+/// The prefix of every pod's host-side link name.
+const HOST_PREFIX: &str = "sk";
+
 /// The host side's name for a pod (15 bytes at most, stable for the pod's UID).
 pub fn host_name(pod_uid: &str) -> String {
     let digest = Sha256::digest(pod_uid.as_bytes());
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("sk{}", &hex[..11])
+    format!("{HOST_PREFIX}{}", &hex[..11])
+}
+
+/// The pod side's MAC for a pod at `ip`: locally administered and derived from the address
+/// (`0a:58` then its four bytes, as other CNI plugins do), so that the node can name it
+/// without looking inside the pod's namespace.
+pub fn pod_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x0a, 0x58, a, b, c, d]
+}
+
+/// A pod's veth as seen from the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodVeth {
+    /// The host side's interface index and MAC.
+    pub host_index: u32,
+    pub host_mac: [u8; 6],
+    /// The pod side's MAC (`pod_mac`).
+    pub pod_mac: [u8; 6],
+}
+
+/// Every pod wired on this node, by address: each /32 route out of a pod's host-side link,
+/// with that link's index and MAC. What the data plane's endpoint map is rebuilt from.
+///
+/// # Errors
+/// When netlink fails.
+pub async fn pod_veths() -> Result<BTreeMap<Ipv4Addr, PodVeth>, VethError> {
+    let (connection, handle, _) = new_connection().map_err(VethError::Socket)?;
+    let connection = tokio::spawn(connection);
+    let result = async {
+        let links: Vec<LinkMessage> = handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(netlink("listing links"))?;
+        let hosts: BTreeMap<u32, [u8; 6]> = links
+            .iter()
+            .filter_map(|link| {
+                let mut name = None;
+                let mut mac = None;
+                for attribute in &link.attributes {
+                    match attribute {
+                        LinkAttribute::IfName(n) => name = Some(n),
+                        LinkAttribute::Address(a) => mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
+                        _ => {}
+                    }
+                }
+                name.filter(|n| n.starts_with(HOST_PREFIX))?;
+                Some((link.header.index, mac?))
+            })
+            .collect();
+        let routes = super::routes::ipv4_routes(&handle)
+            .await
+            .map_err(netlink("listing routes"))?;
+        Ok(routes
+            .iter()
+            .filter(|route| route.header.destination_prefix_length == 32)
+            .filter_map(|route| {
+                let mut destination = None;
+                let mut oif = None;
+                for attribute in &route.attributes {
+                    match attribute {
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                            destination = Some(*ip);
+                        }
+                        RouteAttribute::Oif(index) => oif = Some(*index),
+                        _ => {}
+                    }
+                }
+                let (ip, index) = (destination?, oif?);
+                let host_mac = *hosts.get(&index)?;
+                Some((
+                    ip,
+                    PodVeth {
+                        host_index: index,
+                        host_mac,
+                        pod_mac: pod_mac(ip),
+                    },
+                ))
+            })
+            .collect())
+    }
+    .await;
+    connection.abort();
+    result
 }
 
 fn netlink(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> VethError {
@@ -117,6 +209,16 @@ async fn attach_with(
     let peer_index = index_of(handle, &peer)
         .await?
         .ok_or_else(|| VethError::Missing { name: peer.clone() })?;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(peer_index)
+                .address(pod_mac(ip).to_vec())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(netlink(format!("setting {peer}'s address")))?;
     let ns_file = std::fs::File::open(netns).map_err(|source| {
         VethError::Namespace(NamespaceError::Os {
             what: "opening the network namespace",
@@ -247,5 +349,12 @@ mod tests {
         assert!(a.len() <= 15, "{a}");
         assert_eq!(a, host_name("3f1c2a4e-0000-4000-8000-000000000001"));
         assert_ne!(a, host_name("3f1c2a4e-0000-4000-8000-000000000002"));
+    }
+
+    #[test]
+    fn a_pods_mac_is_locally_administered_unicast_and_carries_its_address() {
+        let mac = pod_mac(Ipv4Addr::new(10, 244, 1, 7));
+        assert_eq!(mac, [0x0a, 0x58, 10, 244, 1, 7]);
+        assert_eq!(mac[0] & 0b11, 0b10, "locally administered, not multicast");
     }
 }

@@ -50,6 +50,8 @@ pub struct PodManagerConfig {
     pub cgroup_mount: PathBuf,
     pub pod_cidr: Cidr,
     pub pids_limit: Option<i64>,
+    /// Told whenever a pod's veth is made or removed (the data plane's endpoint map follows).
+    pub network_changed: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Errors of one reconcile (the pod is tried again after a back-off).
@@ -984,6 +986,12 @@ impl PodManager {
         fresh
     }
 
+    fn network_changed(&self) {
+        if let Some(changed) = &self.config.network_changed {
+            changed.notify_one();
+        }
+    }
+
     async fn ensure_network(&self, pod: &Pod, uid: &str) -> Result<Ipv4Addr, WorkerError> {
         let name = pod_name(pod);
         let network_error =
@@ -1006,6 +1014,7 @@ impl PodManager {
             veth::attach(&ns.net, uid, ip)
                 .await
                 .map_err(|e| network_error(Box::new(e)))?;
+            self.network_changed();
             let _ = std::fs::write(&marker, ip.to_string());
             info!(pod = %name, %ip, "pod network ready");
         }
@@ -1133,6 +1142,7 @@ impl PodManager {
             pod: pod.clone(),
             source: Box::new(e),
         })?;
+        self.network_changed();
         let dir = self.pod_dir(uid);
         namespaces::remove(&namespaces::PodNamespaces::at(&dir.join("ns")));
         let _ = std::fs::remove_dir_all(&dir);
