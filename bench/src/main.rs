@@ -25,6 +25,8 @@ struct Cli {
     /// Where to write the figures as JSON.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    dataplane: dataplane::Options,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -60,7 +62,7 @@ async fn main() -> Result<()> {
     match cli.name {
         Benchmark::Api => api::run(&mut report).await?,
         Benchmark::Controllers => controllers::run(&mut report).await?,
-        Benchmark::Dataplane => dataplane::run(&mut report)?,
+        Benchmark::Dataplane => dataplane::run(&mut report, &cli.dataplane)?,
         Benchmark::Metrics => metrics::run(&mut report).await?,
         Benchmark::PodStartup => pod_startup::run(&mut report).await?,
         Benchmark::Scheduler => scheduler::run(&mut report).await?,

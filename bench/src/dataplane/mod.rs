@@ -16,12 +16,13 @@ use std::{
 use anyhow::{Context, Result, ensure};
 use skiff_agent::dataplane::{
     Dataplane, LoadOptions, MapSizes, UplinkHook,
+    endpoints::LocalEndpoints,
     lb_maps::KernelLbMaps,
     maglev::Maglev,
     services::{DesiredService, ServiceSync},
 };
 use skiff_ebpf_common::{
-    Backend, ServiceKey,
+    Backend, LocalEndpoint, ServiceKey,
     service::{BACKEND_LOCAL, PROTO_TCP, SERVICE_EXTERNAL},
 };
 use skiff_tests::cgroup::{TestCgroup, UNIFIED, require_cgroup2};
@@ -31,21 +32,76 @@ use loadgen::{Mode, Outcome, Spec};
 use services::{SERVICE_PORT, Service};
 use topology::{EchoServer, NODE_IP, Topology};
 
-/// Service counts measured.
+/// Service counts measured by default.
 const COUNTS: [usize; 3] = [1, 1_000, 10_000];
 /// Client threads of the load generator.
 const THREADS: usize = 4;
 /// How long each load case runs, per round: short rounds, many of them, so that Skiff and
 /// direct alternate often enough for the machine's slow phases to hit both alike.
 const CASE_MS: u64 = 600;
-/// Rounds of every load case; the median is reported.
+/// Rounds of every load case by default; the median is reported.
 const ROUNDS: usize = 15;
 /// Services a load spreads its connections over (evenly over the set).
 const TARGETS: usize = 64;
 /// Maglev table size for the bench's services (two endpoints each).
 const TABLE_SIZE: u32 = 251;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What to measure; by default everything the issue asks for. Narrower runs (one case, two
+/// systems, one service count) serve A/B comparisons of one change to the data plane.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Options {
+    /// Load cases to run (repeatable; default all).
+    #[arg(long = "case", value_enum)]
+    cases: Vec<LoadCase>,
+    /// Systems the load cases run on (repeatable; default direct, iptables, nftables and
+    /// skiff). Skiff's ratios need direct among them; one system alone serves profiling.
+    #[arg(long = "system", value_enum)]
+    systems: Vec<System>,
+    /// Service counts (repeatable; default 1, 1000 and 10000).
+    #[arg(long = "services")]
+    counts: Vec<usize>,
+    /// Rounds of every load case.
+    #[arg(long, default_value_t = ROUNDS)]
+    rounds: usize,
+    /// Parts of the benchmark to run (repeatable; default all).
+    #[arg(long = "part", value_enum)]
+    parts: Vec<Part>,
+}
+
+/// The benchmark's parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// BPF_PROG_TEST_RUN of the uplink programs.
+    TestRun,
+    /// Request and connection rates on every system.
+    Loads,
+    /// A new service's first reply with the largest service count present.
+    Update,
+}
+
+impl Options {
+    fn cases(&self) -> Vec<LoadCase> {
+        or_default(&self.cases, &LoadCase::ALL)
+    }
+
+    fn systems(&self) -> Vec<System> {
+        or_default(&self.systems, &LOAD_SYSTEMS)
+    }
+
+    fn counts(&self) -> Vec<usize> {
+        or_default(&self.counts, &COUNTS)
+    }
+
+    fn runs(&self, part: Part) -> bool {
+        self.parts.is_empty() || self.parts.contains(&part)
+    }
+}
+
+fn or_default<T: Clone>(chosen: &[T], default: &[T]) -> Vec<T> {
+    if chosen.is_empty() { default } else { chosen }.to_vec()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum System {
     /// Straight to the pod IP: no load balancing at all.
     Direct,
@@ -68,22 +124,28 @@ impl System {
     }
 }
 
-pub fn run(report: &mut Report) -> Result<()> {
+pub fn run(report: &mut Report, options: &Options) -> Result<()> {
     require_cgroup2(std::path::Path::new(UNIFIED))?;
     let restore = kube_proxy::iptables_restore();
     println!("kube-proxy's iptables shape is loaded with {restore}; nftables with nft -f");
-    prog_test_run::run(report)?;
-    for count in COUNTS {
+    if options.runs(Part::TestRun) {
+        prog_test_run::run(report)?;
+    }
+    let counts = options.counts();
+    for &count in counts.iter().filter(|_| options.runs(Part::Loads)) {
         let set = services::services(count);
         let started = Instant::now();
-        measure_loads(report, &set, restore)
+        measure_loads(report, &set, restore, options)
             .with_context(|| format!("the load cases at {count} services"))?;
         eprintln!(
             "measured the load cases at {count} services in {:.1?}",
             started.elapsed()
         );
     }
-    let others = *COUNTS.last().expect("counts");
+    if !options.runs(Part::Update) {
+        return Ok(());
+    }
+    let others = counts.iter().copied().max().unwrap_or(COUNTS[2]);
     for system in [
         System::Iptables,
         System::Nftables,
@@ -133,7 +195,7 @@ impl Programmed {
     }
 }
 
-/// The systems every load case runs on.
+/// The systems every load case runs on by default.
 const LOAD_SYSTEMS: [System; 4] = [
     System::Direct,
     System::Iptables,
@@ -144,12 +206,18 @@ const LOAD_SYSTEMS: [System; 4] = [
 /// The metric of Skiff's rate over direct's, the median of the rounds' ratios.
 const PAIRED_RATIO: &str = "per_round_skiff/direct";
 
-/// Every load case on every system, `ROUNDS` times: in each round every case runs on the
-/// four systems back to back (all programmed side by side), their order rotating each
-/// round, so that a burst of noise on the shared machine lands on one round of one system,
-/// and the median of the rounds is reported.
-fn measure_loads(report: &mut Report, set: &[Service], restore: &str) -> Result<()> {
-    let programmed: Vec<(System, Programmed)> = LOAD_SYSTEMS
+/// Every load case on every system, `rounds` times: in each round every case runs on the
+/// systems back to back (all programmed side by side), their order rotating each round, so
+/// that a burst of noise on the shared machine lands on one round of one system, and the
+/// median of the rounds is reported.
+fn measure_loads(
+    report: &mut Report,
+    set: &[Service],
+    restore: &str,
+    options: &Options,
+) -> Result<()> {
+    let programmed: Vec<(System, Programmed)> = options
+        .systems()
         .iter()
         .map(|&system| {
             Programmed::new(system, set, set.len(), restore)
@@ -158,8 +226,8 @@ fn measure_loads(report: &mut Report, set: &[Service], restore: &str) -> Result<
         })
         .collect::<Result<_>>()?;
     let mut samples: BTreeMap<(String, &'static str, &'static str), Vec<Outcome>> = BTreeMap::new();
-    for round in 0..ROUNDS {
-        for case in LoadCase::ALL {
+    for round in 0..options.rounds {
+        for case in options.cases() {
             for k in 0..programmed.len() {
                 let (system, programmed) = &programmed[(round + k) % programmed.len()];
                 let outcome = run_case(programmed, *system, set, case).with_context(|| {
@@ -174,6 +242,21 @@ fn measure_loads(report: &mut Report, set: &[Service], restore: &str) -> Result<
                     .or_default()
                     .push(outcome);
             }
+        }
+    }
+    for (system, programmed) in &programmed {
+        if let Some(skiff) = &programmed.skiff {
+            let events = skiff.dataplane.lb_stats()?;
+            let shown: Vec<String> = events
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(event, n)| format!("{}={n}", event.name()))
+                .collect();
+            eprintln!(
+                "{} load-balancing events: {}",
+                system.name(),
+                shown.join(" ")
+            );
         }
     }
     // Skiff against direct round by round: the two ran seconds apart, so a slow phase of
@@ -211,7 +294,7 @@ fn measure_loads(report: &mut Report, set: &[Service], restore: &str) -> Result<
 }
 
 /// The load cases.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum LoadCase {
     /// ClusterIP from a process on the node (in the node's cgroup, for Skiff's socket LB),
     /// requests back to back on one connection per thread.
@@ -356,7 +439,7 @@ struct SkiffPlane {
     sync: ServiceSync,
     maps: KernelLbMaps,
     /// Keeps the programs loaded and attached.
-    _dataplane: Dataplane,
+    dataplane: Dataplane,
     cgroup: TestCgroup,
 }
 
@@ -384,12 +467,27 @@ impl SkiffPlane {
             .node
             .run(|| dataplane.attach_uplink(&topo.uplink, UplinkHook::Auto))??;
         eprintln!("skiff's uplink program attached as {mode:?}");
+        // The pod's veth, as the agent registers each pod it wires: every endpoint address
+        // lives in the one pod namespace.
+        let node_side = topo.node.link(&topo.pod_link.0)?;
+        let pod_side = topo.pod.link(&topo.pod_link.1)?;
+        let endpoint = LocalEndpoint {
+            ifindex: node_side.index,
+            mac: pod_side.mac,
+            node_mac: node_side.mac,
+        };
+        let wanted = set
+            .iter()
+            .flat_map(Service::endpoint_addrs)
+            .map(|ep| (*ep.ip(), endpoint))
+            .collect();
+        LocalEndpoints::take(&mut dataplane)?.reconcile(&wanted)?;
         let maps = KernelLbMaps::take(&mut dataplane, TABLE_SIZE)?;
         let sync = ServiceSync::adopt(&maps, Maglev::new(TABLE_SIZE, 1)?)?;
         let mut plane = Self {
             sync,
             maps,
-            _dataplane: dataplane,
+            dataplane,
             cgroup,
         };
         plane.apply(set)?;

@@ -34,6 +34,8 @@ pub struct Topology {
     pub pod: Netns,
     /// The node's interface toward the client (its uplink).
     pub uplink: String,
+    /// The node's interface toward the pod, and the pod's (the two ends of its veth).
+    pub pod_link: (String, String),
 }
 
 impl Topology {
@@ -46,7 +48,7 @@ impl Topology {
         let node = Netns::new("sbn")?;
         let pod = Netns::new("sbp")?;
         let (client_if, uplink) = veth_between(&client, "10.78.0.1/24", &node, "10.78.0.2/24")?;
-        veth_between(&node, "10.79.0.1/24", &pod, "10.79.0.2/24")?;
+        let pod_link = veth_between(&node, "10.79.0.1/24", &pod, "10.79.0.2/24")?;
         // Frames from the client carry complete checksums, as from a real network.
         client.run(|| disable_tx_checksum_offload(&client_if))??;
         client.exec(&["ip", "route", "add", POD_CIDR, "via", "10.78.0.2"])?;
@@ -68,6 +70,7 @@ impl Topology {
             node,
             pod,
             uplink,
+            pod_link,
         })
     }
 }
