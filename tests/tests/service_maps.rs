@@ -1,15 +1,20 @@
 //! Privileged tests of service sync against the kernel's maps: capacity limits give a
-//! clear, counted error and never a half-written service.
+//! clear, counted error and never a half-written service (and a clear error for the local
+//! endpoint map too).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use skiff_agent::dataplane::{
-    Dataplane, LoadOptions, MapSizes,
-    lb_maps::{KernelLbMaps, LbMaps},
-    maglev::Maglev,
-    services::{DesiredService, ServiceSync},
+use skiff_agent::{
+    dataplane::{
+        Dataplane, DataplaneError, LoadOptions, MapSizes,
+        endpoints::LocalEndpoints,
+        lb_maps::{KernelLbMaps, LbMaps},
+        maglev::Maglev,
+        services::{DesiredService, ServiceSync},
+    },
+    network::veth,
 };
-use skiff_ebpf_common::{Backend, ServiceKey, service::PROTO_TCP};
+use skiff_ebpf_common::{Backend, LocalEndpoint, ServiceKey, service::PROTO_TCP};
 use skiff_tests::require_root;
 
 #[test]
@@ -121,4 +126,45 @@ fn privileged_a_pinned_map_with_an_older_layout_is_replaced_on_load_not_reused()
         "a new map with this agent's layout is pinned in its place"
     );
     assert!(pins.pinned().unwrap().contains(&"SERVICES".to_string()));
+}
+
+#[test]
+fn privileged_more_local_pods_than_the_endpoint_map_holds_is_reported_with_the_flag_to_raise() {
+    require_root();
+    let sizes = MapSizes {
+        maglev_table_size: 251,
+        maglev_tables: 4,
+        local_pods: 2,
+        ..MapSizes::default()
+    };
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        pin_path: None,
+        sizes,
+        node_addr: None,
+    })
+    .unwrap();
+    let mut local = LocalEndpoints::take(&mut dataplane).unwrap();
+    let wanted: BTreeMap<_, _> = (1..=3)
+        .map(|i| {
+            let pod = Ipv4Addr::new(10, 244, 0, i);
+            let endpoint = LocalEndpoint {
+                ifindex: u32::from(i) + 100,
+                mac: veth::pod_mac(pod),
+                node_mac: [2, 0, 0, 0, 0, i],
+            };
+            (pod, endpoint)
+        })
+        .collect();
+    let error = local.reconcile(&wanted).unwrap_err();
+    assert!(
+        matches!(error, DataplaneError::LocalPodsFull { capacity: 2 }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("--dataplane-max-local-pods") && message.contains("2 pods"),
+        "{message}"
+    );
+    // The pods that fit are registered; the third is reached through the stack.
+    assert_eq!(local.entries().len(), 2);
 }

@@ -20,6 +20,7 @@ use crate::network::veth::{self, PodVeth};
 
 use super::{
     Dataplane, DataplaneError,
+    lb_maps::is_full,
     loader::{LOCAL_ENDPOINTS, open_pinned},
 };
 
@@ -27,6 +28,7 @@ use super::{
 #[derive(Debug)]
 pub struct LocalEndpoints {
     map: HashMap<MapData, u32, LocalEndpoint>,
+    capacity: u32,
 }
 
 impl LocalEndpoints {
@@ -35,8 +37,13 @@ impl LocalEndpoints {
     /// # Errors
     /// When the object has no such map or it was already taken.
     pub fn take(dataplane: &mut Dataplane) -> Result<Self, DataplaneError> {
-        let map = HashMap::try_from(dataplane.take_map(LOCAL_ENDPOINTS)?).map_err(wrong)?;
-        Ok(Self { map })
+        let map = dataplane.take_map(LOCAL_ENDPOINTS)?;
+        let capacity = match &map {
+            aya::maps::Map::HashMap(data) => data.info().map_or(0, |info| info.max_entries()),
+            _ => 0,
+        };
+        let map = HashMap::try_from(map).map_err(wrong)?;
+        Ok(Self { map, capacity })
     }
 
     /// Opens the map a node's agent pinned under `pin_path`.
@@ -44,16 +51,25 @@ impl LocalEndpoints {
     /// # Errors
     /// When it is not pinned there (no data plane loaded) or has another type.
     pub fn open(pin_path: &Path) -> Result<Self, DataplaneError> {
-        let (map, _) = open_pinned(pin_path, LOCAL_ENDPOINTS).map_err(wrong)?;
-        Ok(Self { map })
+        let (map, capacity) = open_pinned(pin_path, LOCAL_ENDPOINTS).map_err(wrong)?;
+        Ok(Self { map, capacity })
     }
 
     /// Registers (or replaces) the pod at `pod`.
     ///
     /// # Errors
-    /// When the kernel refuses the write (the map is full: more pods than it holds).
+    /// [`DataplaneError::LocalPodsFull`] when the node has more pods than the map holds
+    /// (naming the flag to raise), else when the kernel refuses the write.
     pub fn insert(&mut self, pod: Ipv4Addr, endpoint: LocalEndpoint) -> Result<(), DataplaneError> {
-        self.map.insert(key(pod), endpoint, 0).map_err(wrong)
+        self.map.insert(key(pod), endpoint, 0).map_err(|source| {
+            if is_full(&source) {
+                DataplaneError::LocalPodsFull {
+                    capacity: self.capacity,
+                }
+            } else {
+                wrong(source)
+            }
+        })
     }
 
     /// Forgets the pod at `pod`; forgetting one not registered is not an error.

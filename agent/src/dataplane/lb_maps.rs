@@ -142,7 +142,7 @@ fn max_entries(map: &Map) -> u32 {
 }
 
 /// E2BIG: what the kernel answers when a hash map has no free element.
-fn is_full(error: &MapError) -> bool {
+pub(super) fn is_full(error: &MapError) -> bool {
     matches!(error, MapError::SyscallError(e) if e.io_error.raw_os_error() == Some(libc::E2BIG))
 }
 

@@ -93,6 +93,11 @@ pub const PINNED_MAPS: [&str; 10] = [
 pub enum DataplaneError {
     #[error("loading the eBPF object")]
     Load(#[source] Box<aya::EbpfError>),
+    #[error(
+        "the LOCAL_ENDPOINTS map is full ({capacity} pods); pods beyond it are reached through \
+         the node's stack; raise --dataplane-max-local-pods"
+    )]
+    LocalPodsFull { capacity: u32 },
     #[error("the eBPF object has no program `{name}`")]
     MissingProgram { name: &'static str },
     #[error("program `{name}`")]
@@ -213,6 +218,8 @@ pub struct MapSizes {
     pub maglev_tables: u32,
     /// Socket reverse-NAT, affinity and conntrack entries (LRU).
     pub flows: u32,
+    /// Pods on this node the uplink can hand packets to directly (`LOCAL_ENDPOINTS`).
+    pub local_pods: u32,
 }
 
 impl Default for MapSizes {
@@ -223,6 +230,7 @@ impl Default for MapSizes {
             maglev_table_size: crate::dataplane::maglev::DEFAULT_TABLE_SIZE,
             maglev_tables: 256,
             flows: 65536,
+            local_pods: 1024,
         }
     }
 }
@@ -258,6 +266,7 @@ impl Dataplane {
             .map_max_entries(SOCK_REV, sizes.flows)
             .map_max_entries(AFFINITY, sizes.flows)
             .map_max_entries(CONNTRACK, sizes.flows)
+            .map_max_entries(LOCAL_ENDPOINTS, sizes.local_pods)
             .override_global("MAGLEV_TABLE_SIZE", &sizes.maglev_table_size, true)
             .override_global("NODE_ADDR", &node_addr, true);
         if let Some(pin_path) = &options.pin_path {

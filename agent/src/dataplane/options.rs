@@ -29,6 +29,10 @@ pub struct DataplaneArgs {
     /// Entries of the LRU flow maps (socket reverse NAT, affinity, conntrack).
     #[arg(long = "dataplane-max-flows", default_value_t = 65536)]
     pub max_flows: u32,
+    /// Pods on this node whose NodePort and LoadBalancer traffic the uplink hands straight
+    /// to their veth (beyond that, the node's stack forwards to the others).
+    #[arg(long = "dataplane-max-local-pods", default_value_t = 1024)]
+    pub max_local_pods: u32,
     /// Where the uplink's NodePort/LoadBalancer program runs: `xdp`, `tc` (ingress), or
     /// `auto` (TC on veth/tun devices, where native XDP costs more than it saves; XDP in
     /// the driver elsewhere, TC when that fails).
@@ -45,6 +49,7 @@ impl DataplaneArgs {
             maglev_table_size: self.maglev_table_size,
             maglev_tables: self.maglev_tables,
             flows: self.max_flows,
+            local_pods: self.max_local_pods,
         }
     }
 }

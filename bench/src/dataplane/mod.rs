@@ -453,6 +453,8 @@ impl SkiffPlane {
             maglev_table_size: TABLE_SIZE,
             maglev_tables: entries,
             flows: 1 << 18,
+            // Every endpoint address is a pod of this node here.
+            local_pods: 2 * entries,
         };
         let mut dataplane = Dataplane::load(&LoadOptions {
             pin_path: None,
