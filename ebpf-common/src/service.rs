@@ -213,7 +213,7 @@ pub const CT_SNAT: u32 = 1 << 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtValue {
-    /// `bpf_ktime_get_ns` of the last packet.
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) of the last packet.
     pub last_seen_ns: u64,
     /// Forward entries: the backend id. Reply entries: zero.
     pub backend_id: u32,

@@ -3,8 +3,9 @@
 //!
 //! Every frame is classified and counted. TCP and UDP to a NodePort, LoadBalancer or
 //! external IP are load-balanced: conntrack first (a flow keeps its backend), else a new
-//! backend by affinity or Maglev; DNAT to a pod on this node (passed up the stack, TC egress
-//! reverses the replies on the way out), or DNAT and SNAT to the node address for a pod on
+//! backend by affinity or Maglev; DNAT to a pod on this node (at TC straight into its veth
+//! when the agent registered it, else up the stack; TC egress reverses the replies on the
+//! way out), or DNAT and SNAT to the node address for a pod on
 //! another node (routed straight back out after a FIB lookup, TTL decremented; its replies
 //! are reversed here). A TCP reset ends its flow's entries. A service without backends
 //! refuses at once: TCP with a reset, UDP with ICMP port unreachable. Everything else is
@@ -149,7 +150,8 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
             pad: [0; 3],
         },
     };
-    // SAFETY: `bpf_ktime_get_ns` has no preconditions.
+    // SAFETY: `bpf_ktime_get_coarse_ns` has no preconditions. The coarse clock (a tick's
+    // resolution) is plenty for a last-seen time and skips reading the clock source.
     let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns() };
     let flags = tcp_flags(&packet, proto, l4);
 
