@@ -9,20 +9,32 @@ use skiff_agent::dataplane::{Dataplane, LoadOptions, MapSizes};
 /// Entries per Maglev table in tests.
 pub const TABLE_SIZE: u32 = 251;
 
+/// The map sizes tests use: the defaults with 16 small Maglev tables.
+pub fn small_sizes() -> MapSizes {
+    MapSizes {
+        maglev_table_size: TABLE_SIZE,
+        maglev_tables: 16,
+        ..MapSizes::default()
+    }
+}
+
 /// Loads the programs for a node whose address is `node_addr`.
 ///
 /// # Errors
 /// When the kernel refuses a program or a map.
 pub fn load(node_addr: Ipv4Addr) -> Result<Dataplane> {
-    let sizes = MapSizes {
-        maglev_table_size: TABLE_SIZE,
-        maglev_tables: 16,
-        ..MapSizes::default()
-    };
+    load_with(small_sizes(), Some(node_addr))
+}
+
+/// Loads the programs with maps of `sizes` (a test of a map's limit makes one small).
+///
+/// # Errors
+/// When the kernel refuses a program or a map.
+pub fn load_with(sizes: MapSizes, node_addr: Option<Ipv4Addr>) -> Result<Dataplane> {
     Dataplane::load(&LoadOptions {
         pin_path: None,
         sizes,
-        node_addr: Some(node_addr),
+        node_addr,
     })
     .context("loading the data plane")
 }

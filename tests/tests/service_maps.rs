@@ -15,7 +15,7 @@ use skiff_agent::{
     network::veth,
 };
 use skiff_ebpf_common::{Backend, LocalEndpoint, ServiceKey, service::PROTO_TCP};
-use skiff_tests::require_root;
+use skiff_tests::{dataplane, require_root};
 
 #[test]
 fn privileged_a_full_backend_map_is_reported_with_the_flag_to_raise_and_counted() {
@@ -132,17 +132,10 @@ fn privileged_a_pinned_map_with_an_older_layout_is_replaced_on_load_not_reused()
 fn privileged_more_local_pods_than_the_endpoint_map_holds_is_reported_with_the_flag_to_raise() {
     require_root();
     let sizes = MapSizes {
-        maglev_table_size: 251,
-        maglev_tables: 4,
         local_pods: 2,
-        ..MapSizes::default()
+        ..dataplane::small_sizes()
     };
-    let mut dataplane = Dataplane::load(&LoadOptions {
-        pin_path: None,
-        sizes,
-        node_addr: None,
-    })
-    .unwrap();
+    let mut dataplane = dataplane::load_with(sizes, None).unwrap();
     let mut local = LocalEndpoints::take(&mut dataplane).unwrap();
     let wanted: BTreeMap<_, _> = (1..=3)
         .map(|i| {

@@ -20,7 +20,7 @@ use crate::network::veth::{self, PodVeth};
 
 use super::{
     Dataplane, DataplaneError,
-    lb_maps::is_full,
+    lb_maps::{is_full, max_entries},
     loader::{LOCAL_ENDPOINTS, open_pinned},
 };
 
@@ -38,10 +38,7 @@ impl LocalEndpoints {
     /// When the object has no such map or it was already taken.
     pub fn take(dataplane: &mut Dataplane) -> Result<Self, DataplaneError> {
         let map = dataplane.take_map(LOCAL_ENDPOINTS)?;
-        let capacity = match &map {
-            aya::maps::Map::HashMap(data) => data.info().map_or(0, |info| info.max_entries()),
-            _ => 0,
-        };
+        let capacity = max_entries(&map);
         let map = HashMap::try_from(map).map_err(wrong)?;
         Ok(Self { map, capacity })
     }

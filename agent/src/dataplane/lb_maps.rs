@@ -132,7 +132,7 @@ impl KernelLbMaps {
     }
 }
 
-fn max_entries(map: &Map) -> u32 {
+pub(super) fn max_entries(map: &Map) -> u32 {
     let data = match map {
         Map::HashMap(data) | Map::Array(data) | Map::LruHashMap(data) => data,
         _ => return 0,
