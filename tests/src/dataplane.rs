@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
 use skiff_agent::dataplane::{Dataplane, LoadOptions, MapSizes};
+use skiff_ebpf_common::LbEvent;
 
 /// Entries per Maglev table in tests.
 pub const TABLE_SIZE: u32 = 251;
@@ -37,4 +38,18 @@ pub fn load_with(sizes: MapSizes, node_addr: Option<Ipv4Addr>) -> Result<Datapla
         node_addr,
     })
     .context("loading the data plane")
+}
+
+/// How many times the programs counted `event`, over all CPUs.
+///
+/// # Panics
+/// When the counters cannot be read.
+pub fn lb_count(dataplane: &Dataplane, event: LbEvent) -> u64 {
+    let stats = dataplane
+        .lb_stats()
+        .expect("reading the load-balancing counters");
+    stats
+        .iter()
+        .find(|(e, _)| *e == event)
+        .map_or(0, |(_, n)| *n)
 }

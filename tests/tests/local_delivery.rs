@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
 use skiff_agent::{
     dataplane::{
-        Dataplane, UplinkHook, UplinkMode,
+        UplinkHook, UplinkMode,
         endpoints::{self, LocalEndpoints},
         lb_maps::KernelLbMaps,
         maglev::Maglev,
@@ -41,14 +41,6 @@ fn block_on_in<T: Send>(ns: &Netns, future: impl Future<Output = T> + Send) -> T
             .block_on(future)
     })
     .expect("entering the namespace")
-}
-
-fn stat(dataplane: &Dataplane, event: LbEvent) -> u64 {
-    let stats = dataplane.lb_stats().unwrap();
-    stats
-        .iter()
-        .find(|(e, _)| *e == event)
-        .map_or(0, |(_, n)| *n)
 }
 
 /// Packets the host side of the pod's veth sent (what the node's forwarding put into it).
@@ -146,7 +138,7 @@ fn privileged_nodeport_hands_a_registered_pods_packets_straight_into_its_veth() 
     // Not registered yet: the node's stack forwards into the veth.
     let tx = host_side_tx_packets(&node, &host_link);
     connect(&client, 10);
-    assert_eq!(stat(&dataplane, LbEvent::LocalDelivered), 0);
+    assert_eq!(dataplane::lb_count(&dataplane, LbEvent::LocalDelivered), 0);
     let through_stack = host_side_tx_packets(&node, &host_link) - tx;
     assert!(
         through_stack >= 30,
@@ -172,7 +164,7 @@ fn privileged_nodeport_hands_a_registered_pods_packets_straight_into_its_veth() 
 
     let tx = host_side_tx_packets(&node, &host_link);
     connect(&client, 20);
-    let delivered = stat(&dataplane, LbEvent::LocalDelivered);
+    let delivered = dataplane::lb_count(&dataplane, LbEvent::LocalDelivered);
     assert!(
         delivered >= 60,
         "each connection's SYN, ACK, request and close went straight in: {delivered}"
@@ -187,7 +179,10 @@ fn privileged_nodeport_hands_a_registered_pods_packets_straight_into_its_veth() 
     local.reconcile(&BTreeMap::new()).unwrap();
     assert!(local.entries().is_empty());
     connect(&client, 5);
-    assert_eq!(stat(&dataplane, LbEvent::LocalDelivered), delivered);
+    assert_eq!(
+        dataplane::lb_count(&dataplane, LbEvent::LocalDelivered),
+        delivered
+    );
     block_on_in(&node, veth::detach("local-delivery-pod")).unwrap();
     assert!(
         block_on_in(&node, veth::pod_veths()).unwrap().is_empty(),

@@ -846,8 +846,7 @@ fn serves_real_connections_and_refuses_backendless_ports(hook: UplinkHook, expec
 }
 
 fn stat_of(dataplane: &Dataplane, event: LbEvent) -> u64 {
-    let stats: HashMap<_, _> = dataplane.lb_stats().unwrap().into_iter().collect();
-    stats[&event]
+    skiff_tests::dataplane::lb_count(dataplane, event)
 }
 
 /// Plugs `ns` into the bridge `br0` of `switch` with a veth whose end in `ns` is `eth0`
