@@ -90,11 +90,33 @@ pub struct ServiceValue {
 
 const _: () = assert!(size_of::<ServiceValue>() == 24);
 
-/// One endpoint address of a service.
-#[repr(C)]
+/// Bits of a backend id that name its `BACKENDS` slot; the bits above are the slot's
+/// generation, bumped each time the slot is given to another backend.
+pub const BACKEND_INDEX_BITS: u32 = 24;
+/// Mask of a backend id's slot bits.
+pub const BACKEND_INDEX_MASK: u32 = (1 << BACKEND_INDEX_BITS) - 1;
+/// The most backends a node can hold: every slot but 0, which no backend ever gets (an
+/// unwritten Maglev entry, 0, names no backend).
+pub const MAX_BACKENDS: u32 = BACKEND_INDEX_MASK;
+
+/// The `BACKENDS` slot of backend `id`.
+pub const fn backend_index(id: u32) -> u32 {
+    id & BACKEND_INDEX_MASK
+}
+
+/// One endpoint address of a service, in slot `backend_index(id)` of the `BACKENDS` array.
+///
+/// A conntrack or affinity entry keeps the backend's whole id; when the slot has been given
+/// to another backend since, the generation differs and the entry is known to be stale, so
+/// slots are reused without ever sending an old flow to a new backend. A free slot keeps
+/// its last id with `addr` 0. `id` and `addr` share the first 8 bytes (the alignment), so
+/// a program reads them in one load and never sees one backend's id with another's address.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Backend {
-    /// IPv4 address, network byte order.
+    /// Slot and generation (see [`BACKEND_INDEX_BITS`]); set by the agent's service sync.
+    pub id: u32,
+    /// IPv4 address, network byte order; 0 in a free slot.
     pub addr: u32,
     /// Port, network byte order.
     pub port: u16,
@@ -106,18 +128,38 @@ pub struct Backend {
     pub flags: u32,
 }
 
-const _: () = assert!(size_of::<Backend>() == 12);
+const _: () = assert!(size_of::<Backend>() == 16);
 
 impl Backend {
-    /// A backend from an address's octets and a port in host byte order.
+    /// A backend from an address's octets and a port in host byte order (id 0 until service
+    /// sync gives it one).
     pub const fn new(octets: [u8; 4], port: u16, proto: u8, flags: u32) -> Self {
         Self {
+            id: 0,
             addr: u32::from_ne_bytes(octets),
             port: port.to_be(),
             proto,
             pad: 0,
             flags,
         }
+    }
+
+    /// The free slot that backend `id` leaves behind: it keeps the id (and so the slot's
+    /// generation) and holds no address.
+    pub const fn freed(id: u32) -> Self {
+        Self {
+            id,
+            addr: 0,
+            port: 0,
+            proto: 0,
+            pad: 0,
+            flags: 0,
+        }
+    }
+
+    /// True for a slot that holds no backend.
+    pub const fn is_free(&self) -> bool {
+        self.addr == 0
     }
 }
 
@@ -173,7 +215,7 @@ const _: () = assert!(size_of::<AffinityKey>() == 16);
 pub struct AffinityValue {
     /// `bpf_ktime_get_ns` of the last use.
     pub last_used_ns: u64,
-    /// The backend id in `BACKENDS`.
+    /// The backend's id (`Backend::id`, generation included).
     pub backend_id: u32,
     /// Explicit padding; always zero.
     pub pad: u32,
@@ -215,7 +257,8 @@ pub const CT_SNAT: u32 = 1 << 1;
 pub struct CtValue {
     /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) of the last packet.
     pub last_seen_ns: u64,
-    /// Forward entries: the backend id. Reply entries: zero.
+    /// Forward entries: the backend's id (`Backend::id`, generation included). Reply
+    /// entries: zero.
     pub backend_id: u32,
     /// `CT_*` bits.
     pub flags: u32,

@@ -4,7 +4,7 @@
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use skiff_ebpf_common::{
     AffinityKey, AffinityValue, Backend, LbEvent, ServiceKey, ServiceValue,
-    service::{BACKEND_TERMINATING, SERVICE_AFFINITY},
+    service::{BACKEND_TERMINATING, SERVICE_AFFINITY, backend_index},
 };
 
 use crate::maps::{AFFINITY, BACKENDS, MAGLEV, MAGLEV_TABLE_SIZE, SERVICES, count_lb};
@@ -18,12 +18,30 @@ pub fn service(key: &ServiceKey) -> Option<ServiceValue> {
     Some(unsafe { *value })
 }
 
-/// The backend with id `id`.
+/// The backend with id `id`: `None` when its slot is free or has been given to another
+/// backend since (a stale conntrack or affinity entry).
 #[inline(always)]
 pub fn backend(id: u32) -> Option<Backend> {
-    let value = BACKENDS.get_ptr(&id)?;
-    // SAFETY: as in `service`.
-    Some(unsafe { *value })
+    let value = BACKENDS.get_ptr(backend_index(id))?;
+    // SAFETY: the pointer comes from a successful array lookup, and array values are 8-byte
+    // aligned (as `Backend` is). Id and address are read in one 8-byte load: the agent
+    // rewrites a slot in place, and this never pairs one backend's id with another's address.
+    let [slot_id, addr]: [u32; 2] =
+        unsafe { core::mem::transmute(core::ptr::read_volatile(value.cast::<u64>())) };
+    if slot_id != id || addr == 0 {
+        return None;
+    }
+    // SAFETY: as above; the rest of the entry changes in place only for the same backend
+    // (its flags).
+    let value = unsafe { &*value };
+    Some(Backend {
+        id,
+        addr,
+        port: value.port,
+        proto: value.proto,
+        pad: 0,
+        flags: value.flags,
+    })
 }
 
 /// Picks the backend for a new flow of `service` from `client`, `hash` being the flow's

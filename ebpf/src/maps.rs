@@ -12,8 +12,8 @@ use aya_ebpf::{
 };
 use skiff_ebpf_common::{
     AffinityKey, AffinityValue, Backend, CgroupNetCounters, CgroupNetKey, CtKey, CtValue,
-    FlowCounter, LbEvent, LocalEndpoint, PacketClass, PacketCounter, ServiceKey, ServiceValue, SockRevKey,
-    SockRevValue,
+    FlowCounter, LbEvent, LocalEndpoint, PacketClass, PacketCounter, ServiceKey, ServiceValue,
+    SockRevKey, SockRevValue, service::backend_index,
 };
 
 /// Frames seen by the uplink XDP program, per packet class and CPU.
@@ -25,9 +25,11 @@ pub static UPLINK_STATS: PerCpuArray<PacketCounter> =
 #[map(name = "SERVICES")]
 pub static SERVICES: HashMap<ServiceKey, ServiceValue> = HashMap::with_max_entries(4096, 0);
 
-/// Backend id -> backend address.
+/// Backends by slot (`backend_index(id)`); slot 0 is never used. An array: its lookup is
+/// an offset computed inline by the JIT, where a hash lookup is a call and a bucket walk
+/// over entries scattered in memory.
 #[map(name = "BACKENDS")]
-pub static BACKENDS: HashMap<u32, Backend> = HashMap::with_max_entries(16384, 0);
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(16385, 0);
 
 /// Maglev tables, one after another: slot `s` holds backend ids at
 /// `s * MAGLEV_TABLE_SIZE .. (s + 1) * MAGLEV_TABLE_SIZE`.
@@ -66,11 +68,11 @@ pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(
 pub static CGROUP_NET_STATS: LruPerCpuHashMap<CgroupNetKey, CgroupNetCounters> =
     LruPerCpuHashMap::with_max_entries(16384, 0);
 
-/// Flows, packets and bytes sent to each backend (by id), per CPU. LRU: a backend gone
-/// makes room; the agent reports only backends the maps still hold.
+/// Flows, packets and bytes sent to each backend, by its `BACKENDS` slot, per CPU (as
+/// `BACKENDS`, an array, because every forwarded packet counts here). The agent zeroes a
+/// slot's counters before it gives the slot to a new backend.
 #[map(name = "BACKEND_STATS")]
-pub static BACKEND_STATS: LruPerCpuHashMap<u32, FlowCounter> =
-    LruPerCpuHashMap::with_max_entries(16384, 0);
+pub static BACKEND_STATS: PerCpuArray<FlowCounter> = PerCpuArray::with_max_entries(16385, 0);
 
 /// Flows balanced for each service address, per CPU (packets and bytes are not counted
 /// per service: a conntrack hit knows only its backend).
@@ -82,18 +84,18 @@ pub static SERVICE_STATS: LruPerCpuHashMap<ServiceKey, FlowCounter> =
 /// counters, and the flow to `service`'s (when known), on this CPU.
 #[inline(always)]
 pub fn count_flow(service: Option<&ServiceKey>, id: u32, flows: u64, len: usize) {
-    add_flow(&BACKEND_STATS, &id, flows, len);
+    add_flow(BACKEND_STATS.get_ptr_mut(backend_index(id)), flows, len);
     if let Some(service) = service {
-        add_flow(&SERVICE_STATS, service, flows, 0);
+        add_flow(slot(&SERVICE_STATS, service), flows, 0);
     }
 }
 
 #[inline(always)]
-fn add_flow<K>(map: &LruPerCpuHashMap<K, FlowCounter>, key: &K, flows: u64, len: usize) {
-    let Some(counter) = slot(map, key) else {
+fn add_flow(counter: Option<*mut FlowCounter>, flows: u64, len: usize) {
+    let Some(counter) = counter else {
         return;
     };
-    // SAFETY: the pointer comes from the map for this CPU's slot, so it is valid and
+    // SAFETY: the pointer comes from a per-CPU map for this CPU's slot, so it is valid and
     // nothing else writes it while this program runs on this CPU.
     unsafe {
         (*counter).flows += flows;

@@ -14,7 +14,7 @@ use std::{
 use aya::programs::{TestRun, TestRunOptions};
 use skiff_agent::dataplane::{
     Dataplane, LoadOptions, MapSizes, UplinkHook, UplinkMode,
-    lb_maps::KernelLbMaps,
+    lb_maps::{KernelLbMaps, LbMaps},
     maglev::Maglev,
     services::{DesiredService, ServiceSync},
 };
@@ -22,7 +22,7 @@ use skiff_ebpf_common::{
     Backend, LbEvent, ServiceKey,
     service::{
         BACKEND_LOCAL, BACKEND_TERMINATING, PROTO_TCP, PROTO_UDP, SERVICE_AFFINITY,
-        SERVICE_EXTERNAL,
+        SERVICE_EXTERNAL, backend_index,
     },
 };
 use skiff_tests::{
@@ -112,12 +112,16 @@ fn services(tcp_backends: Vec<Backend>) -> BTreeMap<ServiceKey, DesiredService> 
 }
 
 fn plane() -> Plane {
-    require_root();
-    let sizes = MapSizes {
+    plane_with(MapSizes {
         maglev_table_size: 251,
         maglev_tables: 16,
         ..MapSizes::default()
-    };
+    })
+}
+
+/// A data plane with maps of `sizes` (Maglev tables of 251), holding `services`' state.
+fn plane_with(sizes: MapSizes) -> Plane {
+    require_root();
     let mut dataplane = Dataplane::load(&LoadOptions {
         pin_path: None,
         sizes,
@@ -306,6 +310,73 @@ fn privileged_nodeport_xdp_keeps_established_flows_on_their_backend_when_backend
         assert_eq!(inspect(&out).dst, *first, "flow from port {port} stays");
     }
     assert_eq!(stat(&plane, LbEvent::ConntrackHit) - hits_before, 64);
+}
+
+#[test]
+fn privileged_nodeport_a_flow_whose_backends_slot_went_to_another_services_backend_is_refused() {
+    // Room for exactly the five backends `services` names: a freed slot is reused at once.
+    let mut plane = plane_with(MapSizes {
+        backends: 5,
+        maglev_table_size: 251,
+        maglev_tables: 16,
+        ..MapSizes::default()
+    });
+    let (_, out) = xdp(
+        &mut plane,
+        &tcp_frame(CLIENT, 41000, NODE, 30082, packets::TCP_SYN),
+    );
+    assert_eq!(inspect(&out).dst, REMOTE_POD, "tracked to the remote pod");
+    let slot_of = |plane: &Plane, addr: Ipv4Addr| {
+        plane
+            .maps
+            .backend_slots()
+            .unwrap()
+            .into_iter()
+            .find(|b| !b.is_free() && b.addr == u32::from_ne_bytes(addr.octets()))
+            .map(|b| b.id)
+    };
+    let old_id = slot_of(&plane, REMOTE_POD).unwrap();
+
+    // The remote pod leaves its service; then another service's new pod gets its slot.
+    let mut want = services(local(8080, PROTO_TCP));
+    let port_30082 = ServiceKey::new(NODE.octets(), 30082, PROTO_TCP);
+    want.insert(port_30082, external(Vec::new()));
+    let (_, errors) = plane.sync.apply(&mut plane.maps, &want);
+    assert!(errors.is_empty(), "{errors:?}");
+    let other_pod = Ipv4Addr::new(10, 244, 20, 6);
+    want.insert(
+        ServiceKey::new(NODE.octets(), 30083, PROTO_TCP),
+        external(vec![Backend::new(other_pod.octets(), 8080, PROTO_TCP, 0)]),
+    );
+    let (_, errors) = plane.sync.apply(&mut plane.maps, &want);
+    assert!(errors.is_empty(), "{errors:?}");
+    let new_id = slot_of(&plane, other_pod).unwrap();
+    assert_eq!(
+        backend_index(new_id),
+        backend_index(old_id),
+        "the slot is reused"
+    );
+    assert_ne!(new_id, old_id, "under a new generation");
+
+    // The old flow's entry names the old id: it is stale, and its service has no backend.
+    let (hits, refused) = (
+        stat(&plane, LbEvent::ConntrackHit),
+        stat(&plane, LbEvent::NoBackend),
+    );
+    let (verdict, out) = xdp(
+        &mut plane,
+        &bare_segment(CLIENT, 41000, NODE, 30082, packets::TCP_ACK),
+    );
+    assert_eq!(verdict, XDP_TX, "answered with a reset");
+    assert_eq!(inspect(&out).dst, CLIENT, "never sent to {other_pod}");
+    assert_eq!(stat(&plane, LbEvent::ConntrackHit), hits);
+    assert_eq!(stat(&plane, LbEvent::NoBackend), refused + 1);
+    // New flows of the other service reach its pod through the reused slot.
+    let (_, out) = xdp(
+        &mut plane,
+        &tcp_frame(CLIENT, 41001, NODE, 30083, packets::TCP_SYN),
+    );
+    assert_eq!(inspect(&out).dst, other_pod);
 }
 
 #[test]

@@ -87,25 +87,29 @@ fn privileged_a_full_backend_map_is_reported_with_the_flag_to_raise_and_counted(
 }
 
 #[test]
-fn privileged_a_pinned_map_with_an_older_layout_is_replaced_on_load_not_reused() {
+fn privileged_a_pinned_map_with_an_older_layout_or_type_is_replaced_on_load_not_reused() {
     require_root();
     let pins = skiff_tests::pins::PinDir::new("skiffbpf").unwrap();
     let stale = pins.path().join("CONNTRACK");
-    // What an older agent with a 24-byte conntrack value would have left behind.
-    let output = std::process::Command::new("bpftool")
-        .args(["map", "create"])
-        .arg(&stale)
-        .args([
-            "type", "lru_hash", "key", "16", "value", "24", "entries", "16",
-        ])
-        .args(["name", "CONNTRACK"])
-        .output()
-        .expect("running bpftool");
-    assert!(
-        output.status.success(),
-        "bpftool map create: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stale_stats = pins.path().join("BACKEND_STATS");
+    // What older agents left behind: a 24-byte conntrack value, and backend counters in a
+    // hash map of the same key and value sizes as today's array.
+    let create = |path: &std::path::Path, name: &str, kind: &str, key: &str, value: &str| {
+        let output = std::process::Command::new("bpftool")
+            .args(["map", "create"])
+            .arg(path)
+            .args(["type", kind, "key", key, "value", value, "entries", "16"])
+            .args(["name", name])
+            .output()
+            .expect("running bpftool");
+        assert!(
+            output.status.success(),
+            "bpftool map create: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    create(&stale, "CONNTRACK", "lru_hash", "16", "24");
+    create(&stale_stats, "BACKEND_STATS", "lru_percpu_hash", "4", "24");
     let _dataplane = Dataplane::load(&LoadOptions {
         pin_path: Some(pins.path().to_path_buf()),
         sizes: MapSizes {
@@ -124,6 +128,15 @@ fn privileged_a_pinned_map_with_an_older_layout_is_replaced_on_load_not_reused()
         info.value_size() as usize,
         size_of::<skiff_ebpf_common::CtValue>(),
         "a new map with this agent's layout is pinned in its place"
+    );
+    let info = aya::maps::MapData::from_pin(&stale_stats)
+        .unwrap()
+        .info()
+        .unwrap();
+    assert!(
+        matches!(info.map_type(), Ok(aya::maps::MapType::PerCpuArray)),
+        "a map of this agent's type is pinned in its place: {:?}",
+        info.map_type()
     );
     assert!(pins.pinned().unwrap().contains(&"SERVICES".to_string()));
 }

@@ -3,12 +3,12 @@
 //!
 //! Unit tests replace it with an in-memory recorder to check what is written and in which order.
 
-use aya::maps::{Array, HashMap, Map, MapData, MapError};
-use skiff_ebpf_common::{Backend, ServiceKey, ServiceValue};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues};
+use skiff_ebpf_common::{Backend, FlowCounter, ServiceKey, ServiceValue, service::backend_index};
 
 use super::{
     Dataplane, DataplaneError,
-    loader::{BACKENDS, MAGLEV, SERVICES},
+    loader::{BACKEND_STATS, BACKENDS, MAGLEV, SERVICES},
 };
 
 /// Errors from the load-balancing maps.
@@ -45,16 +45,21 @@ pub enum LbMapsError {
 
 /// What service sync reads and writes. Every call is one atomic map operation.
 pub trait LbMaps {
-    /// Adds or replaces backend `id`.
+    /// Writes `backend` into its slot (`backend_index(backend.id)`).
     ///
     /// # Errors
-    /// [`LbMapsError::Full`] when the map has no room, [`LbMapsError::Write`] otherwise.
-    fn put_backend(&mut self, id: u32, backend: &Backend) -> Result<(), LbMapsError>;
-    /// Removes backend `id` (absent is fine).
+    /// When the slot lies past the map's end, or the kernel refuses.
+    fn put_backend(&mut self, backend: &Backend) -> Result<(), LbMapsError>;
+    /// Frees backend `id`'s slot; the slot keeps the id (see `Backend::freed`).
     ///
     /// # Errors
     /// When the kernel refuses.
     fn remove_backend(&mut self, id: u32) -> Result<(), LbMapsError>;
+    /// Zeroes the traffic counters of backend `id`'s slot, before a new backend gets it.
+    ///
+    /// # Errors
+    /// When the kernel refuses.
+    fn clear_backend_counters(&mut self, id: u32) -> Result<(), LbMapsError>;
     /// Writes Maglev table `slot` (entries are backend ids).
     ///
     /// # Errors
@@ -75,11 +80,11 @@ pub trait LbMaps {
     /// # Errors
     /// When the map cannot be read.
     fn services(&self) -> Result<Vec<(ServiceKey, ServiceValue)>, LbMapsError>;
-    /// Every backend.
+    /// Every slot of the backend map, slot 0 first, free ones included (to adopt them).
     ///
     /// # Errors
     /// When the map cannot be read.
-    fn backends(&self) -> Result<Vec<(u32, Backend)>, LbMapsError>;
+    fn backend_slots(&self) -> Result<Vec<Backend>, LbMapsError>;
     /// How many Maglev tables fit the map.
     fn table_slots(&self) -> u32;
 }
@@ -87,25 +92,21 @@ pub trait LbMaps {
 /// The kernel's load-balancing maps, taken out of a loaded [`Dataplane`].
 pub struct KernelLbMaps {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
-    backends: HashMap<MapData, u32, Backend>,
+    backends: Array<MapData, Backend>,
+    backend_stats: PerCpuArray<MapData, FlowCounter>,
     maglev: Array<MapData, u32>,
-    capacity: Capacity,
+    /// Entries the service map holds.
+    service_capacity: u32,
     table_size: u32,
 }
 
 impl std::fmt::Debug for KernelLbMaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KernelLbMaps")
-            .field("capacity", &self.capacity)
+            .field("service_capacity", &self.service_capacity)
             .field("table_size", &self.table_size)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Capacity {
-    services: u32,
-    backends: u32,
 }
 
 impl KernelLbMaps {
@@ -116,17 +117,16 @@ impl KernelLbMaps {
     pub fn take(dataplane: &mut Dataplane, table_size: u32) -> Result<Self, DataplaneError> {
         let services = dataplane.take_map(SERVICES)?;
         let backends = dataplane.take_map(BACKENDS)?;
+        let backend_stats = dataplane.take_map(BACKEND_STATS)?;
         let maglev = dataplane.take_map(MAGLEV)?;
-        let capacity = Capacity {
-            services: max_entries(&services),
-            backends: max_entries(&backends),
-        };
+        let service_capacity = max_entries(&services);
         let wrong = |name| move |source| DataplaneError::Map { name, source };
         Ok(Self {
             services: HashMap::try_from(services).map_err(wrong(SERVICES))?,
-            backends: HashMap::try_from(backends).map_err(wrong(BACKENDS))?,
+            backends: Array::try_from(backends).map_err(wrong(BACKENDS))?,
+            backend_stats: PerCpuArray::try_from(backend_stats).map_err(wrong(BACKEND_STATS))?,
             maglev: Array::try_from(maglev).map_err(wrong(MAGLEV))?,
-            capacity,
+            service_capacity,
             table_size,
         })
     }
@@ -147,32 +147,30 @@ pub(super) fn is_full(error: &MapError) -> bool {
 }
 
 impl LbMaps for KernelLbMaps {
-    fn put_backend(&mut self, id: u32, backend: &Backend) -> Result<(), LbMapsError> {
-        self.backends.insert(id, backend, 0).map_err(|source| {
-            if is_full(&source) {
-                LbMapsError::Full {
-                    map: BACKENDS,
-                    capacity: self.capacity.backends,
-                    flag: "max-backends",
-                }
-            } else {
-                LbMapsError::Write {
-                    map: BACKENDS,
-                    source,
-                }
-            }
-        })
+    fn put_backend(&mut self, backend: &Backend) -> Result<(), LbMapsError> {
+        self.backends
+            .set(backend_index(backend.id), backend, 0)
+            .map_err(|source| LbMapsError::Write {
+                map: BACKENDS,
+                source,
+            })
     }
 
     fn remove_backend(&mut self, id: u32) -> Result<(), LbMapsError> {
-        match self.backends.remove(&id) {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(source) => Err(LbMapsError::Write {
-                map: BACKENDS,
-                source,
-            }),
-        }
+        self.put_backend(&Backend::freed(id))
+    }
+
+    fn clear_backend_counters(&mut self, id: u32) -> Result<(), LbMapsError> {
+        let write = |source| LbMapsError::Write {
+            map: BACKEND_STATS,
+            source,
+        };
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| write(MapError::IoError(e)))?;
+        let zeroes = PerCpuValues::try_from(vec![FlowCounter::default(); cpus])
+            .map_err(|e| write(MapError::IoError(e)))?;
+        self.backend_stats
+            .set(backend_index(id), zeroes, 0)
+            .map_err(write)
     }
 
     fn put_table(&mut self, slot: u32, table: &[u32]) -> Result<(), LbMapsError> {
@@ -193,7 +191,7 @@ impl LbMaps for KernelLbMaps {
             if is_full(&source) {
                 LbMapsError::Full {
                     map: SERVICES,
-                    capacity: self.capacity.services,
+                    capacity: self.service_capacity,
                     flag: "max-services",
                 }
             } else {
@@ -226,7 +224,7 @@ impl LbMaps for KernelLbMaps {
             })
     }
 
-    fn backends(&self) -> Result<Vec<(u32, Backend)>, LbMapsError> {
+    fn backend_slots(&self) -> Result<Vec<Backend>, LbMapsError> {
         self.backends
             .iter()
             .collect::<Result<_, _>>()

@@ -10,7 +10,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap},
+    maps::{MapData, MapError, MapType, PerCpuArray, PerCpuHashMap},
     pin::PinError,
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Program,
@@ -259,8 +259,9 @@ impl Dataplane {
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(SERVICES, sizes.services)
-            .map_max_entries(BACKENDS, sizes.backends)
-            .map_max_entries(BACKEND_STATS, sizes.backends)
+            // Slot 0 is never used: `backends` slots after it.
+            .map_max_entries(BACKENDS, sizes.backends.saturating_add(1))
+            .map_max_entries(BACKEND_STATS, sizes.backends.saturating_add(1))
             .map_max_entries(SERVICE_STATS, sizes.services)
             .map_max_entries(MAGLEV, table_entries)
             .map_max_entries(SOCK_REV, sizes.flows)
@@ -762,8 +763,8 @@ fn fill_of<M: KeyWalk>(pin_path: &Path, name: &'static str) -> Option<MapFill> {
 pub fn pinned_stats(pin_path: &Path) -> PinnedStats {
     use aya::maps::HashMap;
     use skiff_ebpf_common::{
-        AffinityKey, AffinityValue, Backend, CtKey, CtValue, LocalEndpoint, ServiceValue,
-        SockRevKey, SockRevValue,
+        AffinityKey, AffinityValue, CtKey, CtValue, LocalEndpoint, ServiceValue, SockRevKey,
+        SockRevValue,
     };
     /// Each key's counters summed over CPUs, and the map's fill.
     type Sums<K> = (std::collections::HashMap<K, FlowCounter>, MapFill);
@@ -796,11 +797,10 @@ pub fn pinned_stats(pin_path: &Path) -> PinnedStats {
             .map(|(map, _)| map)
             .map_err(|source| DataplaneError::Map { name, source })
     }
-    let by_backend = sums::<u32>(pin_path, BACKEND_STATS);
+    let by_backend = backend_sums(pin_path);
     let by_service = sums::<ServiceKey>(pin_path, SERVICE_STATS);
     let mut fill: Vec<MapFill> = [
         fill_of::<HashMap<MapData, ServiceKey, ServiceValue>>(pin_path, SERVICES),
-        fill_of::<HashMap<MapData, u32, Backend>>(pin_path, BACKENDS),
         fill_of::<HashMap<MapData, SockRevKey, SockRevValue>>(pin_path, SOCK_REV),
         fill_of::<HashMap<MapData, AffinityKey, AffinityValue>>(pin_path, AFFINITY),
         fill_of::<HashMap<MapData, CtKey, CtValue>>(pin_path, CONNTRACK),
@@ -816,15 +816,11 @@ pub fn pinned_stats(pin_path: &Path) -> PinnedStats {
     fill.extend(by_backend.as_ref().ok().map(|(_, fill)| *fill));
     fill.extend(by_service.as_ref().ok().map(|(_, fill)| *fill));
     let flows = (|| -> Result<FlowStats, DataplaneError> {
-        let backends = open::<u32, Backend>(pin_path, BACKENDS)?;
         let services = open::<ServiceKey, ServiceValue>(pin_path, SERVICES)?;
-        let (by_backend, _) = by_backend?;
+        let (backends, _) = by_backend?;
         let (by_service, _) = by_service?;
         Ok(FlowStats {
-            backends: by_backend
-                .into_iter()
-                .filter_map(|(id, counter)| Some((backends.get(&id, 0).ok()?, counter)))
-                .collect(),
+            backends,
             services: by_service
                 .into_iter()
                 .filter(|(key, _)| services.get(key, 0).is_ok())
@@ -834,6 +830,42 @@ pub fn pinned_stats(pin_path: &Path) -> PinnedStats {
     PinnedStats { fill, flows }
 }
 
+/// Each backend the `BACKENDS` array pinned under `pin_path` holds, with its counters summed
+/// over CPUs, and the array's fill.
+fn backend_sums(
+    pin_path: &Path,
+) -> Result<(Vec<(skiff_ebpf_common::Backend, FlowCounter)>, MapFill), DataplaneError> {
+    use skiff_ebpf_common::{Backend, service::backend_index};
+    let (backends, slots) = open_pinned::<aya::maps::Array<MapData, Backend>>(pin_path, BACKENDS)
+        .map_err(|source| DataplaneError::Map {
+        name: BACKENDS,
+        source,
+    })?;
+    let (stats, _) = open_pinned::<PerCpuArray<MapData, FlowCounter>>(pin_path, BACKEND_STATS)
+        .map_err(|source| DataplaneError::Map {
+            name: BACKEND_STATS,
+            source,
+        })?;
+    let mut live = Vec::new();
+    for backend in backends.iter().filter_map(Result::ok) {
+        if backend.is_free() {
+            continue;
+        }
+        let mut total = FlowCounter::default();
+        if let Ok(per_cpu) = stats.get(&backend_index(backend.id), 0) {
+            per_cpu.iter().for_each(|c| total.merge(c));
+        }
+        live.push((backend, total));
+    }
+    let fill = MapFill {
+        name: BACKENDS,
+        entries: live.len() as u64,
+        // Slot 0 is never used.
+        max_entries: slots.saturating_sub(1),
+    };
+    Ok((live, fill))
+}
+
 /// The flow counters of the backends and service addresses a node's maps hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -841,23 +873,26 @@ pub struct FlowStats {
     pub services: Vec<(ServiceKey, FlowCounter)>,
 }
 
-/// Key and value sizes of each pinned map, as this agent's programs use them.
-fn pinned_layout(name: &str) -> Option<(usize, usize)> {
+/// Type, key size and value size of each pinned map, as this agent's programs use them.
+fn pinned_layout(name: &str) -> Option<(MapType, usize, usize)> {
     use skiff_ebpf_common::{
         AffinityKey, AffinityValue, Backend, CgroupNetCounters, CgroupNetKey, CtKey, CtValue,
         FlowCounter, LocalEndpoint, ServiceKey, ServiceValue, SockRevKey, SockRevValue,
     };
+    fn of<K, V>(kind: MapType) -> (MapType, usize, usize) {
+        (kind, size_of::<K>(), size_of::<V>())
+    }
     Some(match name {
-        SERVICES => (size_of::<ServiceKey>(), size_of::<ServiceValue>()),
-        BACKENDS => (size_of::<u32>(), size_of::<Backend>()),
-        MAGLEV => (size_of::<u32>(), size_of::<u32>()),
-        SOCK_REV => (size_of::<SockRevKey>(), size_of::<SockRevValue>()),
-        AFFINITY => (size_of::<AffinityKey>(), size_of::<AffinityValue>()),
-        CONNTRACK => (size_of::<CtKey>(), size_of::<CtValue>()),
-        LOCAL_ENDPOINTS => (size_of::<u32>(), size_of::<LocalEndpoint>()),
-        CGROUP_NET_STATS => (size_of::<CgroupNetKey>(), size_of::<CgroupNetCounters>()),
-        BACKEND_STATS => (size_of::<u32>(), size_of::<FlowCounter>()),
-        SERVICE_STATS => (size_of::<ServiceKey>(), size_of::<FlowCounter>()),
+        SERVICES => of::<ServiceKey, ServiceValue>(MapType::Hash),
+        BACKENDS => of::<u32, Backend>(MapType::Array),
+        MAGLEV => of::<u32, u32>(MapType::Array),
+        SOCK_REV => of::<SockRevKey, SockRevValue>(MapType::LruHash),
+        AFFINITY => of::<AffinityKey, AffinityValue>(MapType::LruHash),
+        CONNTRACK => of::<CtKey, CtValue>(MapType::LruHash),
+        LOCAL_ENDPOINTS => of::<u32, LocalEndpoint>(MapType::Hash),
+        CGROUP_NET_STATS => of::<CgroupNetKey, CgroupNetCounters>(MapType::LruPerCpuHash),
+        BACKEND_STATS => of::<u32, FlowCounter>(MapType::PerCpuArray),
+        SERVICE_STATS => of::<ServiceKey, FlowCounter>(MapType::LruPerCpuHash),
         _ => return None,
     })
 }
@@ -869,15 +904,21 @@ fn discard_if_incompatible(name: &'static str, path: &Path) {
     let Ok(pinned) = MapData::from_pin(path) else {
         return;
     };
-    let (Ok(info), Some((key, value))) = (pinned.info(), pinned_layout(name)) else {
+    let (Ok(info), Some((kind, key, value))) = (pinned.info(), pinned_layout(name)) else {
         return;
     };
-    if info.key_size() as usize != key || info.value_size() as usize != value {
+    let pinned_kind = info.map_type().ok();
+    if pinned_kind != Some(kind)
+        || info.key_size() as usize != key
+        || info.value_size() as usize != value
+    {
         tracing::warn!(
             map = name,
             path = %path.display(),
+            ?pinned_kind,
             pinned_key = info.key_size(),
             pinned_value = info.value_size(),
+            ?kind,
             key,
             value,
             "a pinned map has another layout than this agent's; starting it afresh"

@@ -3,10 +3,12 @@
 //!
 //! `loader` turns the object built from the `ebpf` crate into loaded programs and maps and
 //! attaches them (XDP on the uplink, socket LB on the node's cgroup); `maglev` builds the
-//! backend tables the programs hash into; `services` turns the desired services into the
+//! backend tables the programs hash into; `backend_ids` hands out backend slots that are
+//! safe to reuse; `services` turns the desired services into the
 //! fewest map writes, in a safe order, through the `lb_maps` seam; `endpoints` registers
 //! this node's pods so that translated packets reach them past the node's stack.
 
+pub mod backend_ids;
 pub mod desired;
 pub mod endpoints;
 pub mod lb_maps;

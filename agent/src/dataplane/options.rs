@@ -2,6 +2,7 @@
 //! node of a cluster (the table size and seed must match for nodes to agree on backends).
 
 use clap::Args;
+use skiff_ebpf_common::service::MAX_BACKENDS;
 
 use super::{MapSizes, UplinkHook, maglev};
 
@@ -19,8 +20,12 @@ pub struct DataplaneArgs {
     /// Service addresses (address, port, protocol) the maps can hold.
     #[arg(long = "dataplane-max-services", default_value_t = 4096)]
     pub max_services: u32,
-    /// Backends over all services.
-    #[arg(long = "dataplane-max-backends", default_value_t = 16384)]
+    /// Backends over all services (at most 16,777,215: a backend id's slot bits).
+    #[arg(
+        long = "dataplane-max-backends",
+        default_value_t = 16384,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BACKENDS))
+    )]
     pub max_backends: u32,
     /// Maglev tables (each service with backends holds one, plus one while it changes);
     /// memory is this times the table size times 4 bytes.

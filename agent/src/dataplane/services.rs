@@ -13,7 +13,9 @@ use skiff_ebpf_common::{
 };
 
 use super::{
+    backend_ids::BackendIds,
     lb_maps::{LbMaps, LbMapsError},
+    loader::BACKENDS,
     maglev::{Maglev, MaglevError},
 };
 
@@ -124,9 +126,10 @@ pub struct ServiceSync {
     maglev: Maglev,
     slots: u32,
     services: BTreeMap<ServiceKey, AppliedService>,
-    backends: HashMap<BackendAddr, (u32, Backend)>,
+    /// The backends the map holds, by address (each with its id).
+    backends: HashMap<BackendAddr, Backend>,
+    backend_ids: BackendIds,
     used_slots: BTreeSet<u32>,
-    next_backend_id: u32,
     next_service_id: u32,
     map_full_errors: u64,
 }
@@ -137,20 +140,19 @@ impl ServiceSync {
     /// # Errors
     /// When the maps cannot be read.
     pub fn adopt(maps: &impl LbMaps, maglev: Maglev) -> Result<Self, SyncError> {
+        let slots = maps.backend_slots().map_err(SyncError::Adopt)?;
         let mut sync = Self {
             maglev,
             slots: maps.table_slots(),
             services: BTreeMap::new(),
             backends: HashMap::new(),
+            backend_ids: BackendIds::adopt(&slots),
             used_slots: BTreeSet::new(),
-            next_backend_id: 1,
             next_service_id: 1,
             map_full_errors: 0,
         };
-        for (id, backend) in maps.backends().map_err(SyncError::Adopt)? {
-            sync.backends
-                .insert(BackendAddr::from(&backend), (id, backend));
-            sync.next_backend_id = sync.next_backend_id.max(id + 1);
+        for backend in slots.into_iter().filter(|b| !b.is_free()) {
+            sync.backends.insert(BackendAddr::from(&backend), backend);
         }
         for (key, value) in maps.services().map_err(SyncError::Adopt)? {
             if value.maglev_slot != NO_SLOT {
@@ -227,14 +229,15 @@ impl ServiceSync {
             let unused: Vec<BackendAddr> = self
                 .backends
                 .iter()
-                .filter(|(_, (id, _))| !referenced.contains(id))
+                .filter(|(_, backend)| !referenced.contains(&backend.id))
                 .map(|(addr, _)| *addr)
                 .collect();
             for addr in unused {
-                let (id, _) = self.backends[&addr];
+                let id = self.backends[&addr].id;
                 match maps.remove_backend(id) {
                     Ok(()) => {
                         self.backends.remove(&addr);
+                        self.backend_ids.release(id);
                         report.backends_changed += 1;
                     }
                     Err(source) => errors.push(SyncError::Map {
@@ -246,6 +249,15 @@ impl ServiceSync {
         }
         self.map_full_errors += errors.iter().filter(|e| e.is_full()).count() as u64;
         (report, errors)
+    }
+
+    /// A free backend slot's next id.
+    fn new_backend_id(&mut self) -> Result<u32, LbMapsError> {
+        self.backend_ids.allocate().ok_or(LbMapsError::Full {
+            map: BACKENDS,
+            capacity: self.backend_ids.capacity(),
+            flag: "max-backends",
+        })
     }
 
     /// Brings one service up to date; `Ok(false)` when nothing had to be written.
@@ -265,25 +277,30 @@ impl ServiceSync {
         let mut active: Vec<(BackendAddr, u32)> = Vec::new();
         for wanted in &desired.backends {
             let addr = BackendAddr::from(wanted);
-            let stored = Backend {
-                flags: shared_flags.get(&addr).copied().unwrap_or(wanted.flags),
-                ..*wanted
-            };
-            let backend = &stored;
+            let flags = shared_flags.get(&addr).copied().unwrap_or(wanted.flags);
             let id = match self.backends.get(&addr) {
-                Some((id, current)) if current == backend => *id,
-                Some((id, _)) => {
-                    let id = *id;
-                    maps.put_backend(id, backend).map_err(map_err)?;
-                    self.backends.insert(addr, (id, *backend));
-                    id
+                Some(current) if current.flags == flags => current.id,
+                Some(current) => {
+                    let backend = Backend { flags, ..*current };
+                    maps.put_backend(&backend).map_err(map_err)?;
+                    self.backends.insert(addr, backend);
+                    backend.id
                 }
                 None => {
-                    let id = self.next_backend_id;
-                    maps.put_backend(id, backend).map_err(map_err)?;
-                    self.next_backend_id += 1;
-                    self.backends.insert(addr, (id, *backend));
-                    id
+                    let backend = Backend {
+                        id: self.new_backend_id().map_err(map_err)?,
+                        flags,
+                        ..*wanted
+                    };
+                    let written = maps
+                        .clear_backend_counters(backend.id)
+                        .and_then(|()| maps.put_backend(&backend));
+                    if let Err(error) = written {
+                        self.backend_ids.release(backend.id);
+                        return Err(map_err(error));
+                    }
+                    self.backends.insert(addr, backend);
+                    backend.id
                 }
             };
             ids.push(id);
@@ -461,26 +478,40 @@ pub fn describe(key: &ServiceKey) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skiff_ebpf_common::service::{PROTO_UDP, SERVICE_AFFINITY};
+    use skiff_ebpf_common::service::{PROTO_UDP, SERVICE_AFFINITY, backend_index};
 
     /// An in-memory stand-in for the kernel maps that records every write in order.
     #[derive(Debug, Default)]
     struct Recorder {
         services: BTreeMap<ServiceKey, ServiceValue>,
-        backends: BTreeMap<u32, Backend>,
+        /// The backend array: slot 0 and free slots included.
+        backends: Vec<Backend>,
         tables: BTreeMap<u32, Vec<u32>>,
         log: Vec<String>,
-        backend_capacity: usize,
         slots: u32,
     }
 
     impl Recorder {
         fn new() -> Self {
+            Self::with_backends(1000)
+        }
+
+        fn with_backends(capacity: usize) -> Self {
             Self {
-                backend_capacity: 1000,
+                backends: vec![Backend::default(); capacity + 1],
                 slots: 8,
                 ..Self::default()
             }
+        }
+
+        /// The live backend with id `id`, as a program's lookup finds it.
+        fn backend(&self, id: u32) -> Option<&Backend> {
+            let slot = self.backends.get(backend_index(id) as usize)?;
+            (slot.id == id && !slot.is_free()).then_some(slot)
+        }
+
+        fn live_backends(&self) -> usize {
+            self.backends.iter().filter(|b| !b.is_free()).count()
         }
 
         /// Every service whose entry points at a table whose ids all exist, and whose
@@ -495,7 +526,7 @@ mod tests {
                     .get(&value.maglev_slot)
                     .ok_or(format!("{} points at no table", describe(key)))?;
                 for id in table {
-                    if !self.backends.contains_key(id) {
+                    if self.backend(*id).is_none() {
                         return Err(format!(
                             "{} table names missing backend {id}",
                             describe(key)
@@ -508,24 +539,28 @@ mod tests {
     }
 
     impl LbMaps for Recorder {
-        fn put_backend(&mut self, id: u32, backend: &Backend) -> Result<(), LbMapsError> {
-            if !self.backends.contains_key(&id) && self.backends.len() >= self.backend_capacity {
-                return Err(LbMapsError::Full {
-                    map: "BACKENDS",
-                    capacity: self.backend_capacity as u32,
-                    flag: "max-backends",
-                });
-            }
-            self.backends.insert(id, *backend);
-            self.log.push(format!("backend+ {id}"));
+        fn put_backend(&mut self, backend: &Backend) -> Result<(), LbMapsError> {
+            let id = backend.id;
+            let slot = &mut self.backends[backend_index(id) as usize];
+            assert!(
+                slot.is_free() || slot.id == id,
+                "backend {id:#x} written over live backend {:#x}",
+                slot.id
+            );
+            *slot = *backend;
+            self.log.push(format!("backend+ {}", backend_index(id)));
             self.consistent().unwrap();
             Ok(())
         }
         fn remove_backend(&mut self, id: u32) -> Result<(), LbMapsError> {
-            self.backends.remove(&id);
-            self.log.push(format!("backend- {id}"));
+            self.backends[backend_index(id) as usize] = Backend::freed(id);
+            self.log.push(format!("backend- {}", backend_index(id)));
             self.consistent()
                 .map_err(|e| panic!("after removing {id}: {e}"))
+        }
+        fn clear_backend_counters(&mut self, id: u32) -> Result<(), LbMapsError> {
+            self.log.push(format!("counters0 {}", backend_index(id)));
+            Ok(())
         }
         fn put_table(&mut self, slot: u32, table: &[u32]) -> Result<(), LbMapsError> {
             assert!(
@@ -553,8 +588,8 @@ mod tests {
         fn services(&self) -> Result<Vec<(ServiceKey, ServiceValue)>, LbMapsError> {
             Ok(self.services.iter().map(|(k, v)| (*k, *v)).collect())
         }
-        fn backends(&self) -> Result<Vec<(u32, Backend)>, LbMapsError> {
-            Ok(self.backends.iter().map(|(k, v)| (*k, *v)).collect())
+        fn backend_slots(&self) -> Result<Vec<Backend>, LbMapsError> {
+            Ok(self.backends.clone())
         }
         fn table_slots(&self) -> u32 {
             self.slots
@@ -600,7 +635,9 @@ mod tests {
         assert_eq!(
             maps.log,
             [
+                "counters0 1",
                 "backend+ 1",
+                "counters0 2",
                 "backend+ 2",
                 "table 0",
                 "service+ 10.96.0.1:80/tcp"
@@ -609,7 +646,9 @@ mod tests {
         assert_eq!(maps.services[&svc(1, 80)].backend_count, 2);
         let table = &maps.tables[&0];
         assert_eq!(table.len(), 251);
-        assert!(table.iter().all(|id| *id == 1 || *id == 2));
+        assert!(table.iter().all(|id| maps.backend(*id).is_some()));
+        let slots: BTreeSet<u32> = table.iter().map(|id| backend_index(*id)).collect();
+        assert_eq!(slots, BTreeSet::from([1, 2]));
     }
 
     #[test]
@@ -659,7 +698,7 @@ mod tests {
         );
         state.apply(&mut maps, &desired(&[]));
         assert!(maps.services.is_empty());
-        assert!(maps.backends.is_empty());
+        assert_eq!(maps.live_backends(), 0);
         assert_eq!(state.service_count(), 0);
         // Both slots are free again: two new services take slots 0 and 1.
         state.apply(
@@ -680,13 +719,12 @@ mod tests {
         let value = maps.services[&svc(1, 80)];
         assert_eq!(value.backend_count, 0);
         assert_eq!(value.maglev_slot, NO_SLOT);
-        assert_eq!(maps.backends.len(), 1, "kept for existing flows");
+        assert_eq!(maps.live_backends(), 1, "kept for existing flows");
     }
 
     #[test]
     fn a_full_backend_map_is_a_clear_counted_error_and_leaves_other_services_applied() {
-        let mut maps = Recorder::new();
-        maps.backend_capacity = 2;
+        let mut maps = Recorder::with_backends(2);
         let mut state = sync(&maps);
         let other = vec![Backend::new([10, 244, 1, 1], 53, PROTO_UDP, 0)];
         let (_, errors) = state.apply(
@@ -739,12 +777,33 @@ mod tests {
             "affinity survives"
         );
         assert_eq!(maps.services.len(), 1);
-        assert_eq!(maps.backends.len(), 2);
+        assert_eq!(maps.live_backends(), 2);
         assert!(
             maps.log.iter().all(|l| !l.starts_with("backend+")),
             "{:?}",
             maps.log
         );
+    }
+
+    #[test]
+    fn a_reused_backend_slot_gets_a_new_id_and_zeroed_counters_before_its_backend() {
+        let mut maps = Recorder::with_backends(1);
+        let mut state = sync(&maps);
+        state.apply(&mut maps, &desired(&[(svc(1, 80), backends(1))]));
+        let old = maps.backends[1].id;
+        state.apply(&mut maps, &desired(&[(svc(1, 80), Vec::new())]));
+        assert!(maps.backends[1].is_free());
+        maps.log.clear();
+        let other = vec![Backend::new([10, 244, 7, 7], 8080, PROTO_TCP, 0)];
+        let (_, errors) = state.apply(&mut maps, &desired(&[(svc(2, 80), other)]));
+        assert!(errors.is_empty(), "{errors:?}");
+        let new = maps.backends[1].id;
+        assert_ne!(
+            new, old,
+            "an entry naming {old:#x} must not find the new backend"
+        );
+        assert!(maps.backend(old).is_none());
+        assert_eq!(&maps.log[..2], ["counters0 1", "backend+ 1"]);
     }
 
     /// Desired states over a small universe: 4 service addresses, 6 backends, some of them
@@ -812,7 +871,7 @@ mod tests {
                     if !ready.is_empty() {
                         let in_table: BTreeSet<u32> = maps.tables[&value.maglev_slot]
                             .iter()
-                            .map(|id| maps.backends[id].addr)
+                            .map(|id| maps.backend(*id).unwrap().addr)
                             .collect();
                         proptest::prop_assert_eq!(in_table, ready);
                     }

@@ -7,13 +7,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuHashMap};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use clap::{Args, ValueEnum};
 use skiff_ebpf_common::{
     Backend, CtKey, CtValue, FlowCounter, ServiceKey, ServiceValue,
     service::{
         BACKEND_LOCAL, BACKEND_TERMINATING, CT_REPLY, CT_SNAT, PROTO_TCP, SERVICE_AFFINITY,
-        SERVICE_EXTERNAL, SERVICE_EXTERNAL_LOCAL, SERVICE_INTERNAL_LOCAL,
+        SERVICE_EXTERNAL, SERVICE_EXTERNAL_LOCAL, SERVICE_INTERNAL_LOCAL, backend_index,
     },
 };
 
@@ -56,12 +56,12 @@ pub fn run(args: &DataplaneArgs) -> Result<(), CtlError> {
         View::Services => {
             let services: HashMap<MapData, ServiceKey, ServiceValue> =
                 open(&args.bpffs, "SERVICES", Map::HashMap)?;
-            let backends: HashMap<MapData, u32, Backend> =
-                open(&args.bpffs, "BACKENDS", Map::HashMap)?;
             let maglev: Array<MapData, u32> = open(&args.bpffs, "MAGLEV", Map::Array)?;
             let services = collect(services.iter(), "SERVICES")?;
-            let backends: BTreeMap<u32, Backend> =
-                collect(backends.iter(), "BACKENDS")?.into_iter().collect();
+            let backends: BTreeMap<u32, Backend> = live_backends(&args.bpffs)?
+                .into_iter()
+                .map(|b| (b.id, b))
+                .collect();
             let size = args.maglev_table_size;
             let tables = services
                 .iter()
@@ -76,21 +76,20 @@ pub fn run(args: &DataplaneArgs) -> Result<(), CtlError> {
             services_table(&services, &backends, &tables)
         }
         View::Backends => {
-            let backends: HashMap<MapData, u32, Backend> =
-                open(&args.bpffs, "BACKENDS", Map::HashMap)?;
-            let stats: PerCpuHashMap<MapData, u32, FlowCounter> =
-                open(&args.bpffs, "BACKEND_STATS", Map::PerCpuLruHashMap)?;
-            let totals: BTreeMap<u32, FlowCounter> = stats
-                .iter()
-                // An entry evicted between the key walk and its lookup is skipped.
-                .filter_map(Result::ok)
-                .map(|(id, per_cpu)| {
-                    let mut total = FlowCounter::default();
-                    per_cpu.iter().for_each(|c| total.merge(c));
-                    (id, total)
-                })
-                .collect();
-            backends_table(&collect(backends.iter(), "BACKENDS")?, &totals)
+            let backends = live_backends(&args.bpffs)?;
+            let stats: PerCpuArray<MapData, FlowCounter> =
+                open(&args.bpffs, "BACKEND_STATS", Map::PerCpuArray)?;
+            let mut totals = BTreeMap::new();
+            for backend in &backends {
+                let per_cpu = stats
+                    .get(&backend_index(backend.id), 0)
+                    .map_err(|e| CtlError::Usage(format!("reading the BACKEND_STATS map: {e}")))?;
+                let mut total = FlowCounter::default();
+                per_cpu.iter().for_each(|c| total.merge(c));
+                totals.insert(backend.id, total);
+            }
+            let backends: Vec<(u32, Backend)> = backends.into_iter().map(|b| (b.id, b)).collect();
+            backends_table(&backends, &totals)
         }
         View::Conntrack => {
             let conntrack: HashMap<MapData, CtKey, CtValue> =
@@ -116,6 +115,16 @@ where
     })?;
     T::try_from(kind(data))
         .map_err(|e| CtlError::Usage(format!("{} is not the expected map: {e}", path.display())))
+}
+
+/// The backends the `BACKENDS` array holds (its free slots left out).
+fn live_backends(dir: &Path) -> Result<Vec<Backend>, CtlError> {
+    let backends: Array<MapData, Backend> = open(dir, "BACKENDS", Map::Array)?;
+    let slots: Vec<Backend> = backends
+        .iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| CtlError::Usage(format!("reading the BACKENDS map: {e}")))?;
+    Ok(slots.into_iter().filter(|b| !b.is_free()).collect())
 }
 
 fn collect<K, V>(
