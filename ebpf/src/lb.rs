@@ -44,22 +44,30 @@ pub fn backend(id: u32) -> Option<Backend> {
     })
 }
 
-/// Picks the backend for a new flow of `service` from `client`, `hash` being the flow's
-/// hash. `None` when the service has no usable backend: the caller refuses the flow.
+/// Picks the backend for a new flow of `service`, `hash` being the flow's hash; `client`
+/// tells who the client is, and is asked only for a service with session affinity (as the
+/// clock is: helper calls cost). `None` when the service has no usable backend: the caller
+/// refuses the flow.
 #[inline(always)]
-pub fn choose(service: &ServiceValue, client: u64, hash: u32) -> Option<(u32, Backend)> {
+pub fn choose(
+    service: &ServiceValue,
+    client: impl FnOnce() -> u64,
+    hash: u32,
+) -> Option<(u32, Backend)> {
     if service.backend_count == 0 {
         return None;
     }
-    let affinity = service.flags & SERVICE_AFFINITY != 0;
+    if service.flags & SERVICE_AFFINITY == 0 {
+        return from_table(service, hash);
+    }
     let key = AffinityKey {
-        client,
+        client: client(),
         service_id: service.service_id,
         pad: 0,
     };
     // SAFETY: `bpf_ktime_get_ns` has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if affinity && let Some(entry) = AFFINITY.get_ptr_mut(&key) {
+    if let Some(entry) = AFFINITY.get_ptr_mut(&key) {
         // SAFETY: the pointer comes from a successful lookup of an LRU entry; a concurrent
         // update of the same entry at worst loses one timestamp.
         let entry = unsafe { &mut *entry };
@@ -73,6 +81,19 @@ pub fn choose(service: &ServiceValue, client: u64, hash: u32) -> Option<(u32, Ba
             return Some((entry.backend_id, backend));
         }
     }
+    let (id, chosen) = from_table(service, hash)?;
+    let value = AffinityValue {
+        last_used_ns: now,
+        backend_id: id,
+        pad: 0,
+    };
+    let _ = AFFINITY.insert(&key, &value, 0);
+    Some((id, chosen))
+}
+
+/// The backend `service`'s Maglev table gives `hash`.
+#[inline(always)]
+fn from_table(service: &ServiceValue, hash: u32) -> Option<(u32, Backend)> {
     let size = MAGLEV_TABLE_SIZE.load();
     if size == 0 {
         return None;
@@ -86,14 +107,6 @@ pub fn choose(service: &ServiceValue, client: u64, hash: u32) -> Option<(u32, Ba
         count_lb(LbEvent::StaleBackend);
         return None;
     };
-    if affinity {
-        let value = AffinityValue {
-            last_used_ns: now,
-            backend_id: id,
-            pad: 0,
-        };
-        let _ = AFFINITY.insert(&key, &value, 0);
-    }
     Some((id, chosen))
 }
 

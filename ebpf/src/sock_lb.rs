@@ -90,13 +90,10 @@ fn translate(ctx: &SockAddrContext) -> i32 {
     let Some(svc) = service(&key) else {
         return ALLOW;
     };
-    // SAFETY: both helpers take the sock_addr context, which is what `sa` is.
-    let (cookie, netns) = unsafe {
-        (
-            bpf_get_socket_cookie(sa.cast()),
-            bpf_get_netns_cookie(sa.cast()),
-        )
-    };
+    // SAFETY: the helper takes the sock_addr context, which is what `sa` is.
+    let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
+    // SAFETY: as above. Asked for only by a service with session affinity.
+    let netns = || unsafe { bpf_get_netns_cookie(sa.cast()) };
     let Some((id, backend)) = choose(&svc, netns, mix64(cookie)) else {
         count_lb(LbEvent::NoBackend);
         // SAFETY: `bpf_set_retval` only sets the error the rejected call returns.

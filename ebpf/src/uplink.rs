@@ -212,7 +212,7 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
     let tuple = (u64::from(saddr) << 32) | (u64::from(sport) << 16) | u64::from(proto);
     let Some((id, chosen)) = choose(
         &svc,
-        u64::from(saddr),
+        || u64::from(saddr),
         mix64(tuple ^ u64::from(dport) << 40),
     ) else {
         count_lb(LbEvent::NoBackend);
