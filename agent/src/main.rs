@@ -10,6 +10,7 @@ use skiff_agent::{
     config::Config,
     dataplane::{
         Dataplane, LoadOptions,
+        conntrack::{self, Conntrack},
         desired::NodeView,
         endpoints::{self, LocalEndpoints},
         lb_maps::KernelLbMaps,
@@ -79,6 +80,7 @@ async fn main() -> Result<()> {
         .context("attaching the cgroup traffic counters")?;
     let maps = KernelLbMaps::take(&mut dataplane, sizes.maglev_table_size)?;
     let local_endpoints = LocalEndpoints::take(&mut dataplane)?;
+    let conntrack = Conntrack::take(&mut dataplane)?;
     let dataplane = Arc::new(dataplane);
     let machine = MachineInfo::read(&config.state_dir);
     let metrics = Arc::new(AgentMetrics::new(MachineFacts {
@@ -120,6 +122,12 @@ async fn main() -> Result<()> {
     tokio::spawn(endpoints::run(
         local_endpoints,
         Arc::clone(&pod_network_changed),
+        Duration::from_secs(30),
+        until_stopped(),
+    ));
+    tokio::spawn(conntrack::run(
+        conntrack,
+        conntrack::Timeouts::default(),
         Duration::from_secs(30),
         until_stopped(),
     ));

@@ -247,6 +247,9 @@ const _: () = assert!(size_of::<CtKey>() == 16);
 pub const CT_REPLY: u32 = 1 << 0;
 /// `CtValue::flags`: the forward direction was also SNATed to the node address.
 pub const CT_SNAT: u32 = 1 << 1;
+/// `CtValue::flags`: this direction sent a TCP FIN. The flow is closing: the agent's
+/// conntrack collector removes it after a short idle time instead of the established one.
+pub const CT_FIN: u32 = 1 << 2;
 
 /// What a flow was translated to.
 ///

@@ -17,14 +17,14 @@ use aya_ebpf::{
 };
 use skiff_ebpf_common::{
     CtKey, LbEvent,
-    service::{CT_REPLY, CT_SNAT},
+    service::{CT_FIN, CT_REPLY, CT_SNAT},
 };
 
 use crate::{
     maps::{CONNTRACK, count_lb},
     nat::{csum_replace2, csum_replace4},
     parse::{ETH_HLEN, ETH_P_IP, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, L4Ports, Packet},
-    uplink::{Hook, TCP_RST, Verdict, forget, ingress},
+    uplink::{Hook, TCP_FIN, TCP_RST, Verdict, forget, ingress},
 };
 
 /// Offsets of the fields rewritten, from the start of the IPv4 header / L4 header.
@@ -78,12 +78,28 @@ fn reverse_nat(ctx: &TcContext) -> Option<()> {
         proto,
         pad: [0; 3],
     };
-    let entry = CONNTRACK.get_ptr(&key)?;
-    // SAFETY: a successful lookup; copied out at once.
-    let entry = unsafe { *entry };
-    if entry.flags & CT_REPLY == 0 || entry.flags & CT_SNAT != 0 {
+    let entry = CONNTRACK.get_ptr_mut(&key)?;
+    // SAFETY: a successful lookup of an LRU entry; copied out at once.
+    let current = unsafe { *entry };
+    if current.flags & CT_REPLY == 0 || current.flags & CT_SNAT != 0 {
         return None;
     }
+    let tcp_flags = packet.header::<u8>(l4 + TCP_FLAGS);
+    // SAFETY: `header` checked the bounds. Only for TCP: at this offset UDP has payload.
+    let tcp_flags = match tcp_flags {
+        Some(f) if proto == IPPROTO_TCP => unsafe { *f },
+        _ => 0,
+    };
+    // SAFETY: as above; racing updates of the entry only move its timestamp or set a flag.
+    // The coarse clock (a tick's resolution) is plenty for the idle time the agent's
+    // collector reads.
+    unsafe {
+        (*entry).last_seen_ns = aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns();
+        if tcp_flags & TCP_FIN != 0 {
+            (*entry).flags |= CT_FIN;
+        }
+    }
+    let entry = current;
     // A UDP header's checksum is the last 2 of its 8 bytes.
     let udp_without_checksum = proto == IPPROTO_UDP && ports.rest[2..] == [0, 0];
     // L4 checksums through the helpers, which keep them right whatever the skb's checksum
@@ -115,10 +131,8 @@ fn reverse_nat(ctx: &TcContext) -> Option<()> {
     })?;
     packet.write(ETH_HLEN + IP_SADDR, &entry.nat_addr)?;
     packet.write(l4 + L4_SPORT, &entry.nat_port)?;
-    let flags = packet.header::<u8>(l4 + TCP_FLAGS);
     count_lb(LbEvent::ReverseTranslated);
-    // SAFETY: `header` checked the bounds.
-    if proto == IPPROTO_TCP && flags.is_some_and(|f| unsafe { *f } & TCP_RST != 0) {
+    if tcp_flags & TCP_RST != 0 {
         // The pod reset the connection: the flow's entries go (see `forget`).
         let forward = CtKey {
             saddr: key.daddr,

@@ -18,7 +18,7 @@ use aya_ebpf::bindings::{
 use skiff_ebpf_common::{
     Backend, CtKey, CtValue, LbEvent, PacketClass, ServiceKey,
     service::{
-        BACKEND_LOCAL, BACKEND_TERMINATING, CT_REPLY, CT_SNAT, SERVICE_EXTERNAL,
+        BACKEND_LOCAL, BACKEND_TERMINATING, CT_FIN, CT_REPLY, CT_SNAT, SERVICE_EXTERNAL,
         SERVICE_EXTERNAL_LOCAL,
     },
 };
@@ -159,6 +159,9 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
         // SAFETY: a successful lookup of an LRU entry; racing updates only move a timestamp.
         let entry = unsafe { &mut *entry };
         entry.last_seen_ns = now;
+        if flags & TCP_FIN != 0 {
+            entry.flags |= CT_FIN;
+        }
         if entry.flags & CT_REPLY != 0 {
             if entry.flags & CT_SNAT == 0 {
                 return None;
@@ -444,7 +447,7 @@ fn tcp_flags(packet: &Packet, proto: u8, l4: usize) -> u8 {
     unsafe { (*tcp).doff_flags[1] }
 }
 
-const TCP_FIN: u8 = 0x01;
+pub const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;

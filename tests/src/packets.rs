@@ -90,6 +90,7 @@ pub fn tcp(ip: &Ipv4, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<
     segment
 }
 
+pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;

@@ -14,6 +14,7 @@ use std::{
 use aya::programs::{TestRun, TestRunOptions};
 use skiff_agent::dataplane::{
     Dataplane, LoadOptions, MapSizes, UplinkHook, UplinkMode,
+    conntrack::{Conntrack, Timeouts, monotonic_now_ns},
     lb_maps::{KernelLbMaps, LbMaps},
     maglev::Maglev,
     services::{DesiredService, ServiceSync},
@@ -426,6 +427,79 @@ fn privileged_nodeport_a_reset_in_either_direction_ends_the_flows_conntrack_entr
     xdp(&mut plane, &segment(40102, packets::TCP_ACK));
     assert_eq!(stat(&plane, LbEvent::Translated), 6);
     assert_eq!(stat(&plane, LbEvent::ConntrackHit), 1);
+}
+
+#[test]
+fn privileged_nodeport_a_flow_closed_with_fins_is_collected_after_ten_idle_seconds_open_ones_stay()
+{
+    let mut plane = plane();
+    let mut conntrack = Conntrack::take(&mut plane.dataplane).unwrap();
+    let segment = |port, flags| tcp_frame(CLIENT, port, NODE, 30080, flags);
+    let open_flow = |plane: &mut Plane, port| {
+        let (_, out) = xdp(plane, &segment(port, packets::TCP_SYN));
+        let pod = inspect(&out).dst;
+        tc(
+            plane,
+            &tcp_frame(pod, 8080, CLIENT, port, packets::TCP_SYN | packets::TCP_ACK),
+        );
+        pod
+    };
+    // The client closes one flow, the pod another; a third stays open; a UDP flow.
+    let client_closed = open_flow(&mut plane, 40200);
+    xdp(
+        &mut plane,
+        &segment(40200, packets::TCP_FIN | packets::TCP_ACK),
+    );
+    let pod_closed = open_flow(&mut plane, 40201);
+    let (_, out) = tc(
+        &mut plane,
+        &tcp_frame(
+            pod_closed,
+            8080,
+            CLIENT,
+            40201,
+            packets::TCP_FIN | packets::TCP_ACK,
+        ),
+    );
+    assert_eq!(inspect(&out).src, NODE, "the pod's FIN is reversed");
+    open_flow(&mut plane, 40202);
+    let datagram = Ipv4::new(CLIENT, NODE, packets::IPPROTO_UDP);
+    xdp(
+        &mut plane,
+        &packets::ethernet(
+            packets::ETH_P_IP,
+            &datagram.packet(&packets::udp(&datagram, 40203, 30053, b"q")),
+        ),
+    );
+
+    let now = monotonic_now_ns();
+    let after = |secs: u64| now + secs * 1_000_000_000;
+    let timeouts = Timeouts::default();
+    let done = conntrack.collect(after(9), &timeouts).unwrap();
+    assert_eq!(
+        (done.scanned, done.removed),
+        (8, 0),
+        "4 flows, 2 entries each"
+    );
+    let done = conntrack.collect(after(11), &timeouts).unwrap();
+    assert_eq!(done.removed, 4, "both closed flows, both directions");
+    let late = tcp_frame(client_closed, 8080, CLIENT, 40200, packets::TCP_ACK);
+    assert_eq!(
+        tc(&mut plane, &late).1,
+        late,
+        "no entry reverses a collected flow"
+    );
+    assert_eq!(
+        conntrack.collect(after(61), &timeouts).unwrap().removed,
+        2,
+        "UDP"
+    );
+    let done = conntrack.collect(after(6 * 3600 + 1), &timeouts).unwrap();
+    assert_eq!(
+        (done.scanned, done.removed),
+        (2, 2),
+        "the open flow, idle 6 hours"
+    );
 }
 
 #[test]

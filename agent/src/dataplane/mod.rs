@@ -6,9 +6,11 @@
 //! backend tables the programs hash into; `backend_ids` hands out backend slots that are
 //! safe to reuse; `services` turns the desired services into the
 //! fewest map writes, in a safe order, through the `lb_maps` seam; `endpoints` registers
-//! this node's pods so that translated packets reach them past the node's stack.
+//! this node's pods so that translated packets reach them past the node's stack;
+//! `conntrack` removes flows idle past their timeout.
 
 pub mod backend_ids;
+pub mod conntrack;
 pub mod desired;
 pub mod endpoints;
 pub mod lb_maps;

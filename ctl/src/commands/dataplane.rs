@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use skiff_ebpf_common::{
     Backend, CtKey, CtValue, FlowCounter, ServiceKey, ServiceValue,
     service::{
-        BACKEND_LOCAL, BACKEND_TERMINATING, CT_REPLY, CT_SNAT, PROTO_TCP, SERVICE_AFFINITY,
+        BACKEND_LOCAL, BACKEND_TERMINATING, CT_FIN, CT_REPLY, CT_SNAT, PROTO_TCP, SERVICE_AFFINITY,
         SERVICE_EXTERNAL, SERVICE_EXTERNAL_LOCAL, SERVICE_INTERNAL_LOCAL, backend_index,
     },
 };
@@ -246,12 +246,16 @@ fn conntrack_table(entries: &[(CtKey, CtValue)]) -> String {
     let mut rows: Vec<[String; 4]> = entries
         .iter()
         .map(|(key, value)| {
-            let kind = match (value.flags & CT_REPLY != 0, value.flags & CT_SNAT != 0) {
+            let mut kind = match (value.flags & CT_REPLY != 0, value.flags & CT_SNAT != 0) {
                 (false, false) => "forward",
                 (false, true) => "forward+snat",
                 (true, false) => "reply",
                 (true, true) => "reply+snat",
-            };
+            }
+            .to_string();
+            if value.flags & CT_FIN != 0 {
+                kind.push_str(" (fin sent)");
+            }
             let target = if value.flags & CT_REPLY != 0 {
                 format!("from {}", addr(value.nat_addr, value.nat_port, key.proto))
             } else {
@@ -260,7 +264,7 @@ fn conntrack_table(entries: &[(CtKey, CtValue)]) -> String {
             [
                 addr(key.saddr, key.sport, key.proto),
                 addr(key.daddr, key.dport, key.proto),
-                kind.to_string(),
+                kind,
                 target,
             ]
         })
@@ -386,7 +390,7 @@ mod tests {
     }
 
     #[test]
-    fn conntrack_shows_both_directions_of_a_flow() {
+    fn conntrack_shows_both_directions_of_a_flow_and_which_sent_a_fin() {
         let client = u32::from_ne_bytes([192, 0, 2, 10]);
         let node = u32::from_ne_bytes([198, 51, 100, 20]);
         let pod = u32::from_ne_bytes([10, 244, 0, 5]);
@@ -415,7 +419,7 @@ mod tests {
                     pad: [0; 3],
                 },
                 CtValue {
-                    flags: CT_REPLY,
+                    flags: CT_REPLY | CT_FIN,
                     nat_addr: node,
                     nat_port: 30080u16.to_be(),
                     ..CtValue::default()
@@ -429,8 +433,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("reply") && text.contains("from 198.51.100.20:30080/tcp"),
+            text.contains("reply (fin sent)") && text.contains("from 198.51.100.20:30080/tcp"),
             "{text}"
         );
+        assert!(!text.contains("forward (fin sent)"), "{text}");
     }
 }
