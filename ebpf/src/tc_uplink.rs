@@ -17,14 +17,14 @@ use aya_ebpf::{
 };
 use skiff_ebpf_common::{
     CtKey, LbEvent,
-    service::{CT_FIN, CT_REPLY, CT_SNAT},
+    service::{CT_REPLY, CT_SNAT},
 };
 
 use crate::{
     maps::{CONNTRACK, count_lb},
     nat::{csum_replace2, csum_replace4},
     parse::{ETH_HLEN, ETH_P_IP, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, L4Ports, Packet},
-    uplink::{Hook, TCP_FIN, TCP_RST, Verdict, forget, ingress},
+    uplink::{Hook, TCP_RST, Verdict, forget, ingress, mark_closing},
 };
 
 /// Offsets of the fields rewritten, from the start of the IPv4 header / L4 header.
@@ -95,9 +95,7 @@ fn reverse_nat(ctx: &TcContext) -> Option<()> {
     // collector reads.
     unsafe {
         (*entry).last_seen_ns = aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns();
-        if tcp_flags & TCP_FIN != 0 {
-            (*entry).flags |= CT_FIN;
-        }
+        mark_closing(&mut (*entry).flags, tcp_flags);
     }
     let entry = current;
     // A UDP header's checksum is the last 2 of its 8 bytes.

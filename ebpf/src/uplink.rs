@@ -159,9 +159,7 @@ fn balance<H: Hook>(hook: &H) -> Option<Verdict> {
         // SAFETY: a successful lookup of an LRU entry; racing updates only move a timestamp.
         let entry = unsafe { &mut *entry };
         entry.last_seen_ns = now;
-        if flags & TCP_FIN != 0 {
-            entry.flags |= CT_FIN;
-        }
+        mark_closing(&mut entry.flags, flags);
         if entry.flags & CT_REPLY != 0 {
             if entry.flags & CT_SNAT == 0 {
                 return None;
@@ -274,6 +272,18 @@ fn reply_key(forward: &CtKey, chosen: &Backend, snat: bool) -> CtKey {
         dport: forward.sport,
         proto: forward.proto,
         pad: [0; 3],
+    }
+}
+
+/// Keeps a conntrack entry's `CT_FIN` mark in step with the TCP `flags` of its
+/// direction's packet: a FIN sets it (the flow is closing); a SYN clears it (a connection
+/// reusing a closed one's tuple starts afresh, as the kernel's conntrack leaves TIME_WAIT).
+#[inline(always)]
+pub fn mark_closing(entry_flags: &mut u32, flags: u8) {
+    if flags & TCP_FIN != 0 {
+        *entry_flags |= CT_FIN;
+    } else if flags & TCP_SYN != 0 {
+        *entry_flags &= !CT_FIN;
     }
 }
 
@@ -447,7 +457,7 @@ fn tcp_flags(packet: &Packet, proto: u8, l4: usize) -> u8 {
     unsafe { (*tcp).doff_flags[1] }
 }
 
-pub const TCP_FIN: u8 = 0x01;
+const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;

@@ -463,6 +463,13 @@ fn privileged_nodeport_a_flow_closed_with_fins_is_collected_after_ten_idle_secon
     );
     assert_eq!(inspect(&out).src, NODE, "the pod's FIN is reversed");
     open_flow(&mut plane, 40202);
+    // A closed flow's tuple reused by a new connection before it was collected.
+    open_flow(&mut plane, 40204);
+    xdp(
+        &mut plane,
+        &segment(40204, packets::TCP_FIN | packets::TCP_ACK),
+    );
+    open_flow(&mut plane, 40204);
     let datagram = Ipv4::new(CLIENT, NODE, packets::IPPROTO_UDP);
     xdp(
         &mut plane,
@@ -478,8 +485,8 @@ fn privileged_nodeport_a_flow_closed_with_fins_is_collected_after_ten_idle_secon
     let done = conntrack.collect(after(9), &timeouts).unwrap();
     assert_eq!(
         (done.scanned, done.removed),
-        (8, 0),
-        "4 flows, 2 entries each"
+        (10, 0),
+        "5 flows, 2 entries each"
     );
     let done = conntrack.collect(after(11), &timeouts).unwrap();
     assert_eq!(done.removed, 4, "both closed flows, both directions");
@@ -497,8 +504,8 @@ fn privileged_nodeport_a_flow_closed_with_fins_is_collected_after_ten_idle_secon
     let done = conntrack.collect(after(6 * 3600 + 1), &timeouts).unwrap();
     assert_eq!(
         (done.scanned, done.removed),
-        (2, 2),
-        "the open flow, idle 6 hours"
+        (4, 4),
+        "the open flows (the reused tuple's too), idle 6 hours"
     );
 }
 
