@@ -125,10 +125,12 @@ async fn main() -> Result<()> {
         Duration::from_secs(30),
         until_stopped(),
     ));
+    let counted = Arc::clone(&metrics);
     tokio::spawn(conntrack::run(
         conntrack,
         conntrack::Timeouts::default(),
         Duration::from_secs(30),
+        move |done| counted.observe_conntrack_collected(done.removed),
         until_stopped(),
     ));
     let housekeeping = tokio::spawn(

@@ -174,12 +174,14 @@ pub fn monotonic_now_ns() -> u64 {
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
-/// Collects expired flows every `interval` until `stop`; a failed pass is logged and the
-/// next one tries again (meanwhile the LRU still makes room).
+/// Collects expired flows every `interval` until `stop`, telling `collected` what each
+/// pass did; a failed pass is logged and the next one tries again (meanwhile the LRU still
+/// makes room).
 pub async fn run(
     mut conntrack: Conntrack,
     timeouts: Timeouts,
     interval: Duration,
+    collected: impl Fn(Collected),
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -190,11 +192,14 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         match conntrack.collect(monotonic_now_ns(), &timeouts) {
-            Ok(done) => debug!(
-                scanned = done.scanned,
-                removed = done.removed,
-                "conntrack collected"
-            ),
+            Ok(done) => {
+                debug!(
+                    scanned = done.scanned,
+                    removed = done.removed,
+                    "conntrack collected"
+                );
+                collected(done);
+            }
             Err(error) => warn!(
                 error = %crate::error_chain(&error),
                 "removing expired conntrack entries; the LRU still evicts the oldest"

@@ -58,3 +58,32 @@ impl DataplaneArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        dataplane: DataplaneArgs,
+    }
+
+    #[test]
+    fn max_backends_past_a_backend_ids_slot_bits_is_refused_naming_the_flag() {
+        for wrong in ["0", "16777216"] {
+            let error = Flags::try_parse_from(["skiff-agent", "--dataplane-max-backends", wrong])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("--dataplane-max-backends") && error.contains(wrong),
+                "{error}"
+            );
+        }
+        let most =
+            Flags::try_parse_from(["skiff-agent", "--dataplane-max-backends", "16777215"]).unwrap();
+        assert_eq!(most.dataplane.sizes().backends, MAX_BACKENDS);
+    }
+}

@@ -558,6 +558,7 @@ pub struct AgentMetrics {
     housekeeping_errors: IntCounter,
     pod_sync_duration: HistogramVec,
     pod_sync_errors: IntCounterVec,
+    conntrack_collected: IntCounter,
     usage: Arc<UsageHistory>,
 }
 
@@ -608,6 +609,11 @@ impl AgentMetrics {
             &[],
         )
         .expect("a valid metric");
+        let conntrack_collected = IntCounter::with_opts(Opts::new(
+            "skiff_dataplane_conntrack_collected_total",
+            "Conntrack entries removed because their flow was idle past its timeout.",
+        ))
+        .expect("a valid metric");
         for collector in [
             Box::new(Shared(Arc::clone(&snapshot))) as Box<dyn Collector>,
             Box::new(housekeeping_duration.clone()),
@@ -615,6 +621,7 @@ impl AgentMetrics {
             Box::new(housekeeping_errors.clone()),
             Box::new(pod_sync_duration.clone()),
             Box::new(pod_sync_errors.clone()),
+            Box::new(conntrack_collected.clone()),
         ] {
             registry.register(collector).expect("distinct metric names");
         }
@@ -626,6 +633,7 @@ impl AgentMetrics {
             housekeeping_errors,
             pod_sync_duration,
             pod_sync_errors,
+            conntrack_collected,
             usage: Arc::new(UsageHistory::default()),
         }
     }
@@ -658,6 +666,11 @@ impl AgentMetrics {
         if !ok {
             self.pod_sync_errors.with_label_values::<&str>(&[]).inc();
         }
+    }
+
+    /// Counts conntrack entries a collection pass removed.
+    pub fn observe_conntrack_collected(&self, removed: usize) {
+        self.conntrack_collected.inc_by(removed as u64);
     }
 
     /// Everything, in the Prometheus text format (0.0.4).
@@ -947,6 +960,28 @@ mod tests {
                 r#"skiff_agent_pod_reconcile_duration_seconds_count{result="error"}"#
             ),
             Some(1.0)
+        );
+    }
+
+    #[test]
+    fn conntrack_entries_collected_add_up_over_passes() {
+        let metrics = AgentMetrics::new(MachineFacts::default());
+        assert_eq!(
+            value(
+                &metrics.render(),
+                "skiff_dataplane_conntrack_collected_total"
+            ),
+            Some(0.0)
+        );
+        metrics.observe_conntrack_collected(4);
+        metrics.observe_conntrack_collected(0);
+        metrics.observe_conntrack_collected(2);
+        assert_eq!(
+            value(
+                &metrics.render(),
+                "skiff_dataplane_conntrack_collected_total"
+            ),
+            Some(6.0)
         );
     }
 }
