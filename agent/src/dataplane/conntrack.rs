@@ -6,7 +6,7 @@
 //! A flow's two entries (client -> service, and the replies) are judged together, by the
 //! later of their two last packets: a one-way stream keeps both.
 
-use std::{collections::HashMap as StdHashMap, path::Path, time::Duration};
+use std::{collections::HashMap as StdHashMap, time::Duration};
 
 use aya::maps::{HashMap, MapData, MapError};
 use skiff_ebpf_common::{
@@ -15,10 +15,7 @@ use skiff_ebpf_common::{
 };
 use tracing::{debug, warn};
 
-use super::{
-    Dataplane, DataplaneError,
-    loader::{CONNTRACK, open_pinned},
-};
+use super::{Dataplane, DataplaneError, loader::CONNTRACK};
 
 /// How long a flow may stay idle before it is removed (Cilium's defaults).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,15 +65,6 @@ impl Conntrack {
     /// When the object has no such map or it was already taken.
     pub fn take(dataplane: &mut Dataplane) -> Result<Self, DataplaneError> {
         let map = HashMap::try_from(dataplane.take_map(CONNTRACK)?).map_err(wrong)?;
-        Ok(Self { map })
-    }
-
-    /// Opens the map a node's agent pinned under `pin_path`.
-    ///
-    /// # Errors
-    /// When it is not pinned there or has another type.
-    pub fn open(pin_path: &Path) -> Result<Self, DataplaneError> {
-        let (map, _) = open_pinned(pin_path, CONNTRACK).map_err(wrong)?;
         Ok(Self { map })
     }
 

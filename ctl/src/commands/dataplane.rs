@@ -76,20 +76,18 @@ pub fn run(args: &DataplaneArgs) -> Result<(), CtlError> {
             services_table(&services, &backends, &tables)
         }
         View::Backends => {
-            let backends = live_backends(&args.bpffs)?;
             let stats: PerCpuArray<MapData, FlowCounter> =
                 open(&args.bpffs, "BACKEND_STATS", Map::PerCpuArray)?;
-            let mut totals = BTreeMap::new();
-            for backend in &backends {
+            let mut counted = Vec::new();
+            for backend in live_backends(&args.bpffs)? {
                 let per_cpu = stats
                     .get(&backend_index(backend.id), 0)
                     .map_err(|e| CtlError::Usage(format!("reading the BACKEND_STATS map: {e}")))?;
                 let mut total = FlowCounter::default();
                 per_cpu.iter().for_each(|c| total.merge(c));
-                totals.insert(backend.id, total);
+                counted.push((backend, total));
             }
-            let backends: Vec<(u32, Backend)> = backends.into_iter().map(|b| (b.id, b)).collect();
-            backends_table(&backends, &totals)
+            backends_table(&counted)
         }
         View::Conntrack => {
             let conntrack: HashMap<MapData, CtKey, CtValue> =
@@ -207,12 +205,12 @@ fn services_table(
 }
 
 /// One line per backend: its id, address, flags and what the load balancers sent it.
-fn backends_table(backends: &[(u32, Backend)], totals: &BTreeMap<u32, FlowCounter>) -> String {
+fn backends_table(backends: &[(Backend, FlowCounter)]) -> String {
     let mut sorted = backends.to_vec();
-    sorted.sort_by_key(|(id, _)| *id);
+    sorted.sort_by_key(|(b, _)| b.id);
     let rows: Vec<[String; 6]> = sorted
         .iter()
-        .map(|(id, b)| {
+        .map(|(b, total)| {
             let mut flags = Vec::new();
             if b.flags & BACKEND_LOCAL != 0 {
                 flags.push("local");
@@ -220,9 +218,8 @@ fn backends_table(backends: &[(u32, Backend)], totals: &BTreeMap<u32, FlowCounte
             if b.flags & BACKEND_TERMINATING != 0 {
                 flags.push("terminating");
             }
-            let total = totals.get(id).copied().unwrap_or_default();
             [
-                id.to_string(),
+                b.id.to_string(),
                 addr(b.addr, b.port, b.proto),
                 if flags.is_empty() {
                     "-".into()
@@ -352,25 +349,28 @@ mod tests {
 
     #[test]
     fn backends_show_their_flags_and_counters_in_id_order() {
+        let with_id = |id, backend| Backend { id, ..backend };
         let backends = vec![
             (
-                7,
-                Backend::new([10, 244, 1, 5], 8080, PROTO_TCP, BACKEND_TERMINATING),
+                with_id(
+                    7,
+                    Backend::new([10, 244, 1, 5], 8080, PROTO_TCP, BACKEND_TERMINATING),
+                ),
+                FlowCounter::default(),
             ),
             (
-                3,
-                Backend::new([10, 244, 0, 5], 8080, PROTO_TCP, BACKEND_LOCAL),
+                with_id(
+                    3,
+                    Backend::new([10, 244, 0, 5], 8080, PROTO_TCP, BACKEND_LOCAL),
+                ),
+                FlowCounter {
+                    flows: 4,
+                    packets: 40,
+                    bytes: 4000,
+                },
             ),
         ];
-        let totals = BTreeMap::from([(
-            3,
-            FlowCounter {
-                flows: 4,
-                packets: 40,
-                bytes: 4000,
-            },
-        )]);
-        let text = backends_table(&backends, &totals);
+        let text = backends_table(&backends);
         let lines: Vec<Vec<&str>> = text
             .lines()
             .map(|l| l.split_whitespace().collect())
